@@ -1,0 +1,390 @@
+"""ControlActor: the server's single source of truth, on the server's own node.
+
+It owns the store (users, tokens, hosts, sessions, runners), knows which hosts are online
+(their daemon's tunnel is fresh and their node is alive), watches every live runner, and
+publishes the host table to the API replicas by long-poll (`watch_hosts`), so that
+reading hosts costs the API no actor call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+
+import ray
+
+from actors import options
+from actors.calls import UNREACHABLE, call, get_named
+from omnigent.config import Settings
+from omnigent.domain.pagination import list_envelope, paginate_by_key
+from omnigent.errors import (
+    AlreadyBound, Forbidden, HostOffline, InvalidRequest, NotFound, OmnigentError,
+)
+from omnigent.ids import new_id, new_token
+from omnigent.store import Store
+
+log = logging.getLogger(__name__)
+LIVE = ("launching", "running")
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class ControlActor:
+    def __init__(self, settings: dict) -> None:
+        self.settings = Settings(**settings)
+        self.ns = self.settings.namespace
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.store = Store(self.settings.db_path)
+        self.hosts: dict[str, dict] = {h["id"]: h for h in self.store.all_hosts()}
+        # host id -> (tunnel id, time of the last beat); present only while connected
+        self.tunnels: dict[str, tuple[str, float]] = {}
+        self.dead_nodes: set[str] = set()
+        self.version = 0
+        self._changed = asyncio.Event()
+        self.runner_counts: dict[str, int] = {}
+        self.session_actors: dict[str, list] = {}  # sid -> [handle, last_used, in_flight]
+        self._started = False
+
+    # lifecycle ------------------------------------------------------------------
+    async def start(self) -> None:
+        """Re-attach to runners that outlived a restart; start the monitor. Idempotent."""
+        if self._started:
+            return
+        self._started = True
+        for runner in self.store.live_runners():
+            handle = get_named(runner["runner_id"], self.ns)
+            if handle is None:
+                self._runner_ended(runner["runner_id"], "runner_failed")
+            else:
+                self._count(runner["host_id"], +1)
+                asyncio.get_running_loop().create_task(self._watch_runner(runner, handle))
+        asyncio.get_running_loop().create_task(self._monitor())
+
+    async def shutdown(self) -> None:
+        """Stop every live runner (the server is going away) and close the store."""
+        for runner in self.store.live_runners():
+            handle = get_named(runner["runner_id"], self.ns)
+            if handle is not None:
+                try:
+                    await asyncio.wait_for(handle.stop.remote(), 3)
+                except Exception:
+                    pass
+            self._runner_ended(runner["runner_id"], "runner_exited")
+
+    # users and tokens -------------------------------------------------------------
+    async def authenticate(self, token: str) -> str | None:
+        return self.store.user_for_token(token)
+
+    async def create_token(self, user: str) -> str:
+        if not user or not user.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise InvalidRequest("user names are letters, digits, '-', '_' and '.'")
+        token = new_token()
+        self.store.add_token(user, token)
+        return token
+
+    async def cluster_info(self) -> dict:
+        return {"ray_address": ray.get_runtime_context().gcs_address, "namespace": self.ns}
+
+    # hosts ----------------------------------------------------------------------
+    def _public_host(self, host: dict) -> dict:
+        info = host["info"]
+        return {
+            "id": host["id"], "name": host["name"], "status": self._status(host["id"]),
+            "platform": host["platform"], "registered_at": host["registered_at"],
+            "runner_count": self.runner_counts.get(host["id"], 0),
+            "owner": host["owner"], "last_seen_at": self._last_seen(host),
+            "cpus": info.get("cpus"), "memory_bytes": info.get("memory_bytes"),
+        }
+
+    def _status(self, host_id: str) -> str:
+        tunnel = self.tunnels.get(host_id)
+        if tunnel is None:
+            return "offline"
+        fresh = time.monotonic() - tunnel[1] < self.settings.host_stale_after_s
+        node_ok = self.hosts[host_id]["info"].get("node_id") not in self.dead_nodes
+        return "online" if fresh and node_ok else "offline"
+
+    def _last_seen(self, host: dict) -> int | None:
+        tunnel = self.tunnels.get(host["id"])
+        if tunnel is not None:
+            return int(time.time() - (time.monotonic() - tunnel[1]))
+        return host["last_seen_at"]
+
+    def _bump(self) -> None:
+        self.version += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def watch_hosts(self, known_version: int, wait_s: float = 20.0) -> tuple[int, list]:
+        """Long-poll: the host table once it differs from `known_version`."""
+        if known_version == self.version:
+            try:
+                await asyncio.wait_for(self._changed.wait(), wait_s)
+            except asyncio.TimeoutError:
+                pass
+        rows = [
+            {"host": self._public_host(h), "node_id": h["info"].get("node_id")}
+            for h in self.hosts.values()
+        ]
+        return self.version, rows
+
+    async def register_host(self, user: str, tunnel_id: str, daemon: dict) -> dict:
+        """A daemon connected: find its node, persist the host, (re)start its HostActor."""
+        node_id = await asyncio.to_thread(self._node_at, daemon["node_ip"])
+        fields = {
+            "name": daemon["name"], "platform": daemon["platform"],
+            "info": {"node_id": node_id, "node_ip": daemon["node_ip"], "home": daemon["home"],
+                     "cpus": daemon.get("cpus"), "memory_bytes": daemon.get("memory_bytes")},
+        }
+        host = self.store.upsert_host(user, daemon["machine_id"], new_id("host"), fields)
+        await self._ensure_host_actor(host, node_id)
+        self.hosts[host["id"]] = host
+        self.tunnels[host["id"]] = (tunnel_id, time.monotonic())
+        self._bump()
+        return self._public_host(host)
+
+    def _node_at(self, node_ip: str) -> str:
+        alive = [n for n in ray.nodes() if n["Alive"] and n["NodeManagerAddress"] == node_ip]
+        if not alive:
+            raise NotFound(
+                f"no Ray node of this cluster runs at {node_ip}; join it first with "
+                f"`ray start --address={ray.get_runtime_context().gcs_address}`",
+                code="node_not_found",
+            )
+        return alive[-1]["NodeID"]
+
+    async def _ensure_host_actor(self, host: dict, node_id: str) -> None:
+        name, info = f"host_{host['id']}", host["info"]
+        existing = get_named(name, self.ns)
+        if existing is not None:
+            try:
+                ready = await asyncio.wait_for(existing.ready.remote(), 5)
+                if ready["node_id"] == node_id:
+                    existing.set_home.remote(info["home"])
+                    return
+            except Exception:
+                pass
+            ray.kill(existing)
+            for _ in range(50):  # the name is freed once the old actor is gone
+                if get_named(name, self.ns) is None:
+                    break
+                await asyncio.sleep(0.1)
+        from actors.remote import RemoteHost
+
+        actor = RemoteHost.options(**options.host_options(self.ns, host["id"], node_id)).remote(
+            host["id"], host["owner"], info["home"], self.ns
+        )
+        await call(actor.ready.remote(), timeout=30,
+                   unreachable=HostOffline("the host's node died while registering"))
+
+    async def host_beat(self, host_id: str, tunnel_id: str) -> bool:
+        """The tunnel of `host_id` is alive. False if another tunnel replaced it."""
+        tunnel = self.tunnels.get(host_id)
+        if tunnel is None or tunnel[0] != tunnel_id:
+            return False
+        was = self._status(host_id)
+        self.tunnels[host_id] = (tunnel_id, time.monotonic())
+        if was != "online":
+            self._bump()
+        return True
+
+    async def host_disconnected(self, host_id: str, tunnel_id: str) -> None:
+        tunnel = self.tunnels.get(host_id)
+        if tunnel is not None and tunnel[0] == tunnel_id:
+            del self.tunnels[host_id]
+            self.store.touch_host(host_id, int(time.time()))
+            self.hosts[host_id]["last_seen_at"] = int(time.time())
+            self._bump()
+
+    def _owned_host(self, user: str, host_id: str) -> dict:
+        host = self.hosts.get(host_id)
+        if host is None:
+            raise NotFound(f"host not found: {host_id}", code="host_not_found")
+        if host["owner"] != user:
+            raise Forbidden("you do not own this host")
+        return host
+
+    async def _monitor(self) -> None:
+        """Every second: notice dead nodes and silent tunnels; let idle sessions go."""
+        while True:
+            try:
+                await asyncio.sleep(1.0)
+                nodes = await asyncio.to_thread(ray.nodes)
+                dead = {n["NodeID"] for n in nodes if not n["Alive"]}
+                changed = dead != self.dead_nodes
+                self.dead_nodes = dead
+                for host_id in list(self.tunnels):
+                    if self._status(host_id) == "offline":
+                        changed = True
+                if changed:
+                    self._bump()
+                self._let_idle_sessions_go()
+            except Exception:  # a monitor logs and goes on
+                log.exception("monitor pass failed")
+
+    # sessions ---------------------------------------------------------------------
+    async def create_session(self, user: str, body: dict) -> dict:
+        if body.get("host_id"):
+            self._owned_host(user, body["host_id"])
+        session = {
+            "id": new_id("conv"), "object": "session", "title": body.get("title"),
+            "owner": user, "agent": body["agent"], "host_id": None, "runner_id": None,
+            "workspace": None, "git_branch": None, "status": "idle",
+            "created_at": int(time.time()),
+        }
+        self.store.put_session(session)
+        if body.get("host_id"):
+            try:
+                await self.launch_runner(
+                    user, body["host_id"], session["id"], body["workspace"], body.get("git"))
+            except BaseException:
+                self.store.delete_session(session["id"])
+                raise
+        return self._public_session(self.store.get_session(session["id"]))
+
+    def _owned_session(self, user: str, session_id: str) -> dict:
+        session = self.store.get_session(session_id)
+        if session is None or session["owner"] != user:
+            raise NotFound(f"session not found: {session_id}", code="session_not_found")
+        return session
+
+    @staticmethod
+    def _public_session(session: dict) -> dict:
+        return {k: v for k, v in session.items() if not k.startswith("_")}
+
+    async def get_session(self, user: str, session_id: str) -> dict:
+        return self._public_session(self._owned_session(user, session_id))
+
+    async def list_sessions(self, user: str, limit: int, after: str | None,
+                            before: str | None, order: str) -> dict:
+        page = paginate_by_key(self.store.sessions_of(user), key=lambda s: s["id"], limit=limit,
+                               after=after, before=before, descending=order == "desc")
+        return list_envelope([self._public_session(s) for s in page.items], page.has_more)
+
+    async def delete_session(self, user: str, session_id: str) -> dict:
+        session = self.store.get_session(session_id)
+        if session is not None and session["owner"] == user:
+            if session["runner_id"] and session["status"] in LIVE:
+                await self._with_session_actor(
+                    session_id, lambda a: a.stop_runner.remote(session["runner_id"]))
+            self.store.delete_session(session_id)
+            entry = self.session_actors.pop(session_id, None)
+            if entry is not None:
+                ray.kill(entry[0])
+        elif session is not None:
+            raise NotFound(f"session not found: {session_id}", code="session_not_found")
+        return {"id": session_id, "object": "session.deleted", "deleted": True}
+
+    # runners ----------------------------------------------------------------------
+    async def launch_runner(self, user: str, host_id: str, session_id: str, workspace: str,
+                            git: dict | None) -> dict:
+        self._owned_host(user, host_id)
+        self._owned_session(user, session_id)
+        if self._status(host_id) != "online":
+            raise HostOffline("the host is offline")
+        return await self._with_session_actor(
+            session_id, lambda a: a.launch.remote(host_id, workspace, git))
+
+    async def bind_runner(self, session_id: str, runner_id: str, binding_token: str,
+                          fields: dict) -> None:
+        fields = {**fields, "_binding": _hash(binding_token)}
+        if self.store.bind_runner(session_id, runner_id, fields) is None:
+            raise AlreadyBound("the session already has a runner bound")
+
+    async def unbind_runner(self, session_id: str, runner_id: str) -> None:
+        self.store.update_session_if_runner(session_id, runner_id, {
+            "runner_id": None, "host_id": None, "workspace": None, "git_branch": None,
+            "status": "idle", "_binding": None})
+
+    async def runner_started(self, session_id: str, info: dict) -> None:
+        """The host acknowledged the launch; the runner presented its binding token."""
+        token = info.pop("binding_token")
+        session = self.store.get_session(session_id)
+        if session is None or session.get("_binding") != _hash(token):
+            raise AlreadyBound("the runner's binding token does not match its session")
+        runner = {
+            "runner_id": info["runner_id"], "session_id": session_id, "owner": session["owner"],
+            "host_id": info["host_id"], "status": "running", "started_at": info["started_at"],
+            "node_id": info["node_id"], "pid": info["pid"], "cwd": info["cwd"],
+        }
+        self.store.put_runner(runner)
+        self.store.update_session_if_runner(session_id, runner["runner_id"], {
+            "status": "running", "workspace": info["workspace"],
+            "git_branch": info["git_branch"]})
+        self._count(runner["host_id"], +1)
+        handle = get_named(runner["runner_id"], self.ns)
+        if handle is not None:
+            asyncio.get_running_loop().create_task(self._watch_runner(runner, handle))
+
+    async def get_runner(self, user: str, runner_id: str) -> dict:
+        runner = self.store.get_runner(runner_id)
+        if runner is None or runner["owner"] != user:
+            raise NotFound(f"runner not found: {runner_id}", code="runner_not_found")
+        return {k: runner[k] for k in ("runner_id", "session_id", "host_id", "status",
+                                       "started_at", "node_id", "pid", "cwd")}
+
+    async def _watch_runner(self, runner: dict, handle) -> None:
+        try:
+            status = await handle.wait_exit.remote()
+        except UNREACHABLE:
+            status = "runner_failed"
+        except Exception:
+            status = "runner_failed"
+        self._runner_ended(runner["runner_id"], status)
+
+    def _runner_ended(self, runner_id: str, status: str) -> None:
+        runner = self.store.get_runner(runner_id)
+        if runner is None or runner["status"] not in LIVE:
+            return
+        runner["status"] = status
+        self.store.put_runner(runner)
+        self.store.update_session_if_runner(runner["session_id"], runner_id, {"status": status})
+        self._count(runner["host_id"], -1)
+
+    def _count(self, host_id: str, delta: int) -> None:
+        self.runner_counts[host_id] = max(0, self.runner_counts.get(host_id, 0) + delta)
+        self._bump()
+
+    # session actors ---------------------------------------------------------------
+    async def _with_session_actor(self, session_id: str, method):
+        """Call a SessionActor (activated on use). One retry if it was let go meanwhile."""
+        for attempt in (1, 2):
+            entry = self.session_actors.get(session_id)
+            if entry is None:
+                from actors.remote import RemoteSession
+
+                handle = RemoteSession.options(
+                    **options.session_options(self.ns, session_id, self.node_id)
+                ).remote(session_id, self.settings.to_dict())
+                entry = self.session_actors[session_id] = [handle, time.monotonic(), 0]
+            entry[2] += 1
+            try:
+                return await method(entry[0])
+            except UNREACHABLE:
+                self.session_actors.pop(session_id, None)
+                if attempt == 2:
+                    raise
+            except Exception as exc:
+                from actors.calls import unwrap
+
+                cause = unwrap(exc)
+                if isinstance(cause, OmnigentError):
+                    raise cause from None
+                raise
+            finally:
+                entry[1] = time.monotonic()
+                entry[2] -= 1
+
+    def _let_idle_sessions_go(self) -> None:
+        now = time.monotonic()
+        for sid, (handle, last_used, in_flight) in list(self.session_actors.items()):
+            if in_flight == 0 and now - last_used > self.settings.session_idle_s:
+                del self.session_actors[sid]
+                ray.kill(handle)
+
+    async def active_session_actors(self) -> int:
+        return len(self.session_actors)

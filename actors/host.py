@@ -1,0 +1,100 @@
+"""HostActor: one per host, pinned to the host's node, so that browsing the host's files
+and launching runners run on that machine, never on the head.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import ray
+
+from actors import options
+from omnigent import hostfs, worktrees
+from omnigent.domain.host_paths import expand_home, normalize_host_path
+from omnigent.errors import InvalidWorkspace, LaunchFailed, OmnigentError, UpstreamTimeout
+
+# Fault injection for tests: a failure after the worktree exists cannot be produced for
+# real on a healthy machine, so a node started with this variable set fails that step.
+FAULT_ENV = "OMNIGENT_FAULT_RUNNER_START"
+
+
+class HostActor:
+    def __init__(self, host_id: str, owner: str, home: str, namespace: str) -> None:
+        self.host_id = host_id
+        self.owner = owner
+        self.home = home
+        self.namespace = namespace
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self._aborted: set[str] = set()
+        self._lock = threading.Lock()
+
+    def ready(self) -> dict:
+        return {"node_id": self.node_id, "pid": os.getpid(), "home": self.home}
+
+    def set_home(self, home: str) -> None:
+        self.home = home
+
+    def list_directory(
+        self, path: str | None, limit: int, after: str | None, before: str | None
+    ) -> dict:
+        return hostfs.list_directory(path, self.home, limit=limit, after=after, before=before)
+
+    def launch_runner(
+        self, runner_id: str, session_id: str, workspace: str, git: dict | None,
+        binding_token: str,
+    ) -> dict:
+        """Start a RunnerActor on this node; on any failure undo everything and raise."""
+        cwd = self._resolve_workspace(workspace)
+        tree = None
+        runner = None
+        try:
+            if git and git.get("existing_worktree"):
+                tree = worktrees.bind_existing(cwd)
+            elif git:
+                tree = worktrees.create(cwd, git["branch_name"], git.get("base_branch"))
+            if os.environ.get(FAULT_ENV):
+                raise LaunchFailed("runner failed to start (fault injected by " + FAULT_ENV + ")")
+            from actors.remote import RemoteRunner
+
+            runner = RemoteRunner.options(
+                **options.runner_options(self.namespace, runner_id, self.node_id)
+            ).remote(runner_id, session_id, self.host_id, tree.path if tree else cwd, binding_token)
+            try:
+                info = ray.get(runner.hello.remote(), timeout=30)
+            except ray.exceptions.GetTimeoutError:
+                raise UpstreamTimeout("the runner did not start in time") from None
+            except ray.exceptions.RayError as exc:
+                raise LaunchFailed(f"the runner failed to start: {exc}") from None
+            with self._lock:
+                if runner_id in self._aborted:
+                    raise LaunchFailed("the launch was cancelled")
+        except BaseException:
+            if runner is not None:
+                ray.kill(runner)
+            if tree is not None:
+                worktrees.rollback(tree)
+            raise
+        info["git_branch"] = tree.branch if tree else None
+        info["workspace"] = tree.path if tree else cwd
+        return info
+
+    def abort_launch(self, runner_id: str) -> None:
+        """The server gave up on this launch: make sure no runner is left behind."""
+        with self._lock:
+            self._aborted.add(runner_id)
+        try:
+            ray.kill(ray.get_actor(runner_id, namespace=self.namespace))
+        except ValueError:
+            pass
+
+    def _resolve_workspace(self, workspace: str) -> str:
+        if not workspace.startswith(("/", "~")):
+            raise InvalidWorkspace("workspace must be an absolute path")
+        try:
+            path = expand_home(normalize_host_path(workspace), self.home)
+        except OmnigentError as exc:
+            raise InvalidWorkspace(f"invalid workspace: {exc.message}") from None
+        if not os.path.isdir(path):
+            raise InvalidWorkspace(f"workspace is not a directory on the host: {path}")
+        return os.path.realpath(path)

@@ -1,0 +1,40 @@
+"""The one place with `ray.remote` options: where each actor runs and how it lives."""
+
+from __future__ import annotations
+
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+
+def pinned(node_id: str) -> NodeAffinitySchedulingStrategy:
+    """Run on exactly this node; fail at once if it is dead."""
+    return NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+
+
+def control_options(namespace: str, node_id: str) -> dict:
+    return dict(
+        name="control", namespace=namespace, lifetime="detached", num_cpus=0,
+        max_concurrency=1000, scheduling_strategy=pinned(node_id),
+    )
+
+
+def session_options(namespace: str, session_id: str, node_id: str) -> dict:
+    return dict(
+        name=f"session_{session_id}", namespace=namespace, lifetime="detached",
+        get_if_exists=True, num_cpus=0, max_concurrency=100,
+        scheduling_strategy=pinned(node_id),
+    )
+
+
+def host_options(namespace: str, host_id: str, node_id: str) -> dict:
+    # Threaded: directory listings and git commands block; several may run at once.
+    return dict(
+        name=f"host_{host_id}", namespace=namespace, lifetime="detached", num_cpus=0,
+        max_concurrency=16, scheduling_strategy=pinned(node_id), max_restarts=0,
+    )
+
+
+def runner_options(namespace: str, runner_id: str, node_id: str) -> dict:
+    return dict(
+        name=runner_id, namespace=namespace, lifetime="detached", num_cpus=0,
+        max_concurrency=100, scheduling_strategy=pinned(node_id), max_restarts=0,
+    )

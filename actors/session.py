@@ -1,0 +1,63 @@
+"""SessionActor: one per *active* session; launches and stops the session's runner.
+
+Its state is in the store (through the ControlActor), so it can be let go at any time:
+the ControlActor creates it on use and kills it when it has been idle for a while.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import ray
+
+from actors.calls import call, get_named
+from omnigent.config import Settings
+from omnigent.errors import HostOffline, UpstreamTimeout
+from omnigent.ids import new_id
+
+
+class SessionActor:
+    def __init__(self, session_id: str, settings: dict) -> None:
+        self.session_id = session_id
+        self.settings = Settings(**settings)
+        self.control = ray.get_actor("control", namespace=self.settings.namespace)
+
+    async def launch(self, host_id: str, workspace: str, git: dict | None) -> dict:
+        """Bind a new runner (compare-and-set), have the host start it, and wait for its
+        acknowledgement. Any failure rolls the binding back before it is re-raised."""
+        runner_id = new_id("runner")
+        binding_token = secrets.token_urlsafe(24)
+        await self.control.bind_runner.remote(
+            self.session_id, runner_id, binding_token,
+            {"host_id": host_id, "workspace": workspace,
+             "git_branch": (git or {}).get("branch_name")},
+        )
+        ns = self.settings.namespace
+        host = get_named(f"host_{host_id}", ns)
+        try:
+            if host is None:
+                raise HostOffline("the host is offline")
+            info = await call(
+                host.launch_runner.remote(runner_id, self.session_id, workspace, git,
+                                          binding_token),
+                timeout=self.settings.launch_timeout_s,
+                unreachable=HostOffline("the host went offline during the launch"),
+                timeout_error=UpstreamTimeout("the host did not start the runner in time"),
+            )
+        except BaseException:
+            if host is not None:
+                host.abort_launch.remote(runner_id)
+            await self.control.unbind_runner.remote(self.session_id, runner_id)
+            raise
+        await self.control.runner_started.remote(self.session_id, info)
+        return {"runner_id": runner_id, "status": "launching"}
+
+    async def stop_runner(self, runner_id: str) -> None:
+        runner = get_named(runner_id, self.settings.namespace)
+        if runner is None:
+            return
+        try:
+            await call(runner.stop.remote(), timeout=self.settings.host_call_timeout_s,
+                       unreachable=HostOffline("runner unreachable"))
+        except Exception:
+            ray.kill(runner)  # unreachable or stuck: make sure it is gone

@@ -1,0 +1,32 @@
+"""Builds the FastAPI app. `serve_app.py` wraps it in the Serve deployment."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+
+from omnigent import __version__
+from omnigent.api import errors
+from omnigent.api.auth import AuthMiddleware
+from omnigent.api.deps import current_user, state
+from omnigent.api.routes import hosts, sessions, tunnel
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="omnigent-on-ray", version=__version__)
+    errors.install(app)
+    app.add_middleware(AuthMiddleware)
+    app.include_router(hosts.router)
+    app.include_router(sessions.router)
+    app.include_router(tunnel.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict:
+        return {"ok": True}
+
+    @app.get("/v1/cluster")
+    async def cluster(request: Request) -> dict:
+        """What a machine needs to join this server's Ray cluster as a host."""
+        current_user(request)
+        return await state(request).control.cluster_info.remote()
+
+    return app

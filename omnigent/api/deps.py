@@ -1,0 +1,111 @@
+"""The one place that finds actor handles, plus authentication.
+
+`AppState` lives in the API replica. It mirrors the ControlActor's host table by
+long-poll, so listing and checking hosts costs no actor call, and it remembers tokens it
+has checked for `token_cache_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import ray
+from fastapi import Request
+
+from actors.calls import get_named
+from omnigent.config import Settings
+from omnigent.errors import Forbidden, HostOffline, NotFound, Unauthenticated
+
+log = logging.getLogger(__name__)
+
+
+class AppState:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.control = ray.get_actor("control", namespace=settings.namespace)
+        self.hosts: dict[str, dict] = {}
+        self.host_nodes: dict[str, str | None] = {}
+        self.version = -1
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._host_handles: dict[str, tuple[str | None, object]] = {}
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._apply(*await self.control.watch_hosts.remote(-1, 0))
+        self._task = asyncio.get_running_loop().create_task(self._follow_hosts())
+
+    async def _follow_hosts(self) -> None:
+        while True:
+            try:
+                self._apply(*await self.control.watch_hosts.remote(self.version))
+            except Exception:  # control restarting: try again shortly
+                log.exception("host table long-poll failed")
+                await asyncio.sleep(0.5)
+
+    def _apply(self, version: int, rows: list[dict]) -> None:
+        if version < self.version:
+            return
+        self.version = version
+        self.hosts = {r["host"]["id"]: r["host"] for r in rows}
+        self.host_nodes = {r["host"]["id"]: r["node_id"] for r in rows}
+
+    def remember_host(self, host: dict, node_id: str | None) -> None:
+        """Read-your-writes for a registration made through this replica."""
+        self.hosts[host["id"]] = host
+        self.host_nodes[host["id"]] = node_id
+
+    # authentication --------------------------------------------------------------
+    async def user_for_token(self, token: str | None) -> str:
+        if not token:
+            raise Unauthenticated("missing bearer token")
+        now = time.monotonic()
+        cached = self._tokens.get(token)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        user = await self.control.authenticate.remote(token)
+        if user is None:
+            raise Unauthenticated("invalid bearer token")
+        if len(self._tokens) > 10_000:
+            self._tokens.clear()
+        self._tokens[token] = (user, now + self.settings.token_cache_s)
+        return user
+
+    # hosts ----------------------------------------------------------------------
+    def owned_host(self, user: str, host_id: str) -> dict:
+        host = self.hosts.get(host_id)
+        if host is None:
+            raise NotFound(f"host not found: {host_id}", code="host_not_found")
+        if host["owner"] != user:
+            raise Forbidden("you do not own this host")
+        return host
+
+    def online_host_actor(self, host_id: str):
+        """The HostActor of an online host (checked with `owned_host` first)."""
+        if self.hosts[host_id]["status"] != "online":
+            raise HostOffline("the host is offline")
+        node_id = self.host_nodes.get(host_id)
+        cached = self._host_handles.get(host_id)
+        if cached is not None and cached[0] == node_id:
+            return cached[1]
+        handle = get_named(f"host_{host_id}", self.settings.namespace)
+        if handle is None:
+            raise HostOffline("the host is offline")
+        self._host_handles[host_id] = (node_id, handle)
+        return handle
+
+
+def bearer(request_or_ws) -> str | None:
+    header = request_or_ws.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def state(request: Request) -> AppState:
+    return request.app.state.omnigent
+
+
+def current_user(request: Request) -> str:
+    """Set by `AuthMiddleware` before the route runs."""
+    return request.state.user

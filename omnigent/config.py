@@ -1,0 +1,51 @@
+"""Server settings: built once by the CLI, passed explicitly to the actors and the app."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+DEFAULT_PORT = 6767
+
+
+def state_dir(home: str | None = None) -> Path:
+    """`$HOME/.omnigent`, where all durable state of a server or a host daemon lives."""
+    return Path(home or os.path.expanduser("~")) / ".omnigent"
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: str
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    # How long a call to a host may take before the client gets 504.
+    host_call_timeout_s: float = 5.0
+    # How long a runner launch may take (worktree + actor start) before 504.
+    launch_timeout_s: float = 60.0
+    # A host whose tunnel has been silent this long reads offline (the daemon's tunnel
+    # is refreshed every `heartbeat_interval_s`; a clean exit is seen at once).
+    host_stale_after_s: float = 6.0
+    heartbeat_interval_s: float = 1.0
+    # A SessionActor with nothing to do exits after this long; its state is in the store.
+    session_idle_s: float = 300.0
+    # How long the API trusts a token it has already checked.
+    token_cache_s: float = 30.0
+
+    @property
+    def db_path(self) -> str:
+        return str(Path(self.state_dir) / "omnigent.db")
+
+    @property
+    def namespace(self) -> str:
+        """Ray namespace of this server: several servers may share one cluster."""
+        digest = hashlib.sha256(os.path.realpath(self.state_dir).encode()).hexdigest()[:10]
+        return f"omnigent-{digest}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,63 @@
+"""Keyset pagination: cursors are keys, "strictly after/before this key in sort order".
+
+A cursor keeps working when the item it names was deleted meanwhile, because it is
+compared by value, never looked up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Generic, Iterable, Sequence, TypeVar
+
+from omnigent.errors import InvalidRequest
+
+T = TypeVar("T")
+
+LIMIT_MIN, LIMIT_MAX, LIMIT_DEFAULT = 1, 1000, 20
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    has_more: bool
+
+
+def paginate_by_key(
+    items: Iterable[T],
+    key: Callable[[T], str],
+    *,
+    limit: int = LIMIT_DEFAULT,
+    after: str | None = None,
+    before: str | None = None,
+    descending: bool = False,
+) -> Page[T]:
+    """One page of `items` ordered by `key` (ascending unless `descending`).
+
+    `after` gives the `limit` items that follow the cursor; `before` the `limit` items
+    that directly precede it. `has_more` says whether items exist beyond the page in
+    the direction of travel.
+    """
+    if after is not None and before is not None:
+        raise InvalidRequest("use either 'after' or 'before', not both")
+    ordered: Sequence[T] = sorted(items, key=key, reverse=descending)
+
+    def comes_after(k: str, cursor: str) -> bool:
+        return k < cursor if descending else k > cursor
+
+    if before is not None:
+        preceding = [it for it in ordered if comes_after(before, key(it))]
+        return Page(preceding[-limit:], len(preceding) > limit)
+    if after is not None:
+        ordered = [it for it in ordered if comes_after(key(it), after)]
+    return Page(list(ordered[:limit]), len(ordered) > limit)
+
+
+def list_envelope(data: list[dict], has_more: bool, id_field: str = "id") -> dict:
+    """The contract's list envelope."""
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0][id_field] if data else None,
+        "last_id": data[-1][id_field] if data else None,
+        "has_more": has_more,
+    }

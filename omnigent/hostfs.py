@@ -1,0 +1,52 @@
+"""Directory listings for the host filesystem picker (runs on the host's node)."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from omnigent.domain.host_paths import expand_home, normalize_host_path
+from omnigent.domain.pagination import list_envelope, paginate_by_key
+from omnigent.errors import HostIOError, InvalidPath, NotFound
+
+
+def _entry(directory: str, name: str) -> dict | None:
+    path = os.path.join(directory, name)
+    try:
+        st = os.stat(path)  # follows symlinks
+    except FileNotFoundError:
+        return None  # dangling symlink, or removed while we looked
+    except OSError:
+        st = None
+    if st is None:
+        kind, size, mtime = "other", None, None
+    elif stat.S_ISDIR(st.st_mode):
+        kind, size, mtime = "directory", None, int(st.st_mtime)
+    elif stat.S_ISREG(st.st_mode):
+        kind, size, mtime = "file", st.st_size, int(st.st_mtime)
+    else:
+        kind, size, mtime = "other", None, int(st.st_mtime)
+    return {"name": name, "path": path, "type": kind, "bytes": size, "modified_at": mtime}
+
+
+def list_directory(
+    raw_path: str | None, home: str, *, limit: int, after: str | None, before: str | None
+) -> dict:
+    path = expand_home(normalize_host_path(raw_path), home)
+    if path.startswith("~"):
+        path = os.path.expanduser(path)  # ~user: the host's own user database
+        if path.startswith("~"):
+            raise NotFound(f"no such user directory: {raw_path}")
+    if not os.path.isabs(path):
+        raise InvalidPath("path must be absolute or start with '~'")
+    try:
+        names = os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotFound(f"no such directory on the host: {path}") from None
+    except PermissionError:
+        raise HostIOError(f"permission denied: {path}") from None
+    except OSError as exc:
+        raise HostIOError(f"cannot list {path}: {exc.strerror}") from None
+    entries = [e for e in (_entry(path, n) for n in names) if e is not None]
+    page = paginate_by_key(entries, key=lambda e: e["path"], limit=limit, after=after, before=before)
+    return list_envelope(page.items, page.has_more, id_field="path")

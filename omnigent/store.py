@@ -1,0 +1,189 @@
+"""The durable store: one SQLite file (WAL, synchronous=FULL) under the state dir.
+
+Only the ControlActor opens it while a server runs; the CLI opens it directly when no
+server is running (e.g. `omnigent token create` before the first start). Every write is
+one transaction, so a crash leaves either the old or the new state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY, user TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS hosts (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, machine_id TEXT NOT NULL,
+    name TEXT NOT NULL, platform TEXT NOT NULL, registered_at INTEGER NOT NULL,
+    last_seen_at INTEGER, info TEXT NOT NULL DEFAULT '{}',
+    UNIQUE (owner, machine_id));
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS sessions_owner ON sessions (owner, id);
+CREATE TABLE IF NOT EXISTS runners (
+    id TEXT PRIMARY KEY, session_id TEXT NOT NULL, data TEXT NOT NULL);
+"""
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Store:
+    def __init__(self, path: str) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # users and tokens -----------------------------------------------------------
+    def add_token(self, user: str, token: str) -> None:
+        now = int(time.time())
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("INSERT OR IGNORE INTO users VALUES (?, ?)", (user, now))
+            self._db.execute("INSERT INTO tokens VALUES (?, ?, ?)", (hash_token(token), user, now))
+
+    def user_for_token(self, token: str) -> str | None:
+        row = self._db.execute(
+            "SELECT user FROM tokens WHERE hash = ?", (hash_token(token),)
+        ).fetchone()
+        return row[0] if row else None
+
+    # hosts ----------------------------------------------------------------------
+    def all_hosts(self) -> list[dict]:
+        rows = self._db.execute(
+            "SELECT id, owner, machine_id, name, platform, registered_at, last_seen_at, info"
+            " FROM hosts ORDER BY id"
+        ).fetchall()
+        return [_host_row(r) for r in rows]
+
+    def upsert_host(self, owner: str, machine_id: str, new_id: str, fields: dict) -> dict:
+        """The host of (owner, machine_id), created with `new_id` if it is new."""
+        now = int(time.time())
+        info = json.dumps(fields.get("info", {}))
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT INTO hosts (id, owner, machine_id, name, platform, registered_at,"
+                " last_seen_at, info) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (owner, machine_id) DO UPDATE SET name = excluded.name,"
+                " platform = excluded.platform, last_seen_at = excluded.last_seen_at,"
+                " info = excluded.info",
+                (new_id, owner, machine_id, fields["name"], fields["platform"], now, now, info),
+            )
+        row = self._db.execute(
+            "SELECT id, owner, machine_id, name, platform, registered_at, last_seen_at, info"
+            " FROM hosts WHERE owner = ? AND machine_id = ?",
+            (owner, machine_id),
+        ).fetchone()
+        return _host_row(row)
+
+    def touch_host(self, host_id: str, when: int) -> None:
+        with self._db:
+            self._db.execute("UPDATE hosts SET last_seen_at = ? WHERE id = ?", (when, host_id))
+
+    # sessions -------------------------------------------------------------------
+    def put_session(self, session: dict) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)",
+                (session["id"], session["owner"], json.dumps(session)),
+            )
+
+    def get_session(self, session_id: str) -> dict | None:
+        row = self._db.execute(
+            "SELECT data FROM sessions WHERE id = ?", (session_id,)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def sessions_of(self, owner: str) -> list[dict]:
+        rows = self._db.execute(
+            "SELECT data FROM sessions WHERE owner = ? ORDER BY id", (owner,)
+        ).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def active_sessions(self) -> list[dict]:
+        rows = self._db.execute("SELECT data FROM sessions").fetchall()
+        out = [json.loads(r[0]) for r in rows]
+        return [s for s in out if s["status"] in ("launching", "running")]
+
+    def delete_session(self, session_id: str) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+
+    def bind_runner(self, session_id: str, runner_id: str, fields: dict[str, Any]) -> dict | None:
+        """Compare-and-set: bind `runner_id` unless a live runner is already bound.
+
+        Returns the updated session, or None when the CAS lost.
+        """
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute(
+                "SELECT data FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            session = json.loads(row[0])
+            if session["runner_id"] and session["status"] in ("launching", "running"):
+                return None
+            session.update(fields, runner_id=runner_id, status="launching")
+            self._db.execute(
+                "UPDATE sessions SET data = ? WHERE id = ?", (json.dumps(session), session_id)
+            )
+            return session
+
+    def update_session_if_runner(self, session_id: str, runner_id: str, fields: dict) -> dict | None:
+        """Update a session only while `runner_id` is still its runner."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute(
+                "SELECT data FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            session = json.loads(row[0])
+            if session["runner_id"] != runner_id:
+                return None
+            session.update(fields)
+            self._db.execute(
+                "UPDATE sessions SET data = ? WHERE id = ?", (json.dumps(session), session_id)
+            )
+            return session
+
+    # runners --------------------------------------------------------------------
+    def put_runner(self, runner: dict) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO runners VALUES (?, ?, ?)",
+                (runner["runner_id"], runner["session_id"], json.dumps(runner)),
+            )
+
+    def get_runner(self, runner_id: str) -> dict | None:
+        row = self._db.execute(
+            "SELECT data FROM runners WHERE id = ?", (runner_id,)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def live_runners(self) -> list[dict]:
+        rows = self._db.execute("SELECT data FROM runners").fetchall()
+        out = [json.loads(r[0]) for r in rows]
+        return [r for r in out if r["status"] in ("launching", "running")]
+
+
+def _host_row(r: tuple) -> dict:
+    return {
+        "id": r[0], "owner": r[1], "machine_id": r[2], "name": r[3], "platform": r[4],
+        "registered_at": r[5], "last_seen_at": r[6], "info": json.loads(r[7]),
+    }
