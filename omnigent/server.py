@@ -153,10 +153,10 @@ def serve_forever(port: int, address: str | None, bind_host: str, node_ip: str |
     Path(settings.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
     user = local_user()
     token = ensure_local_token(settings, user)
-    stopping = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
     up = start(settings, address, node_ip)
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own
+        signal.signal(sig, lambda *_: stopping.set())
 
     daemon = HostDaemon(settings.url, token, up["node_ip"], join=False)
     loop = asyncio.new_event_loop()

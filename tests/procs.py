@@ -1,0 +1,165 @@
+"""Real processes for the tests: `omnigent serve`, Ray worker nodes, host daemons.
+
+Each is started in its own process group and stopped by killing that group, so tests stop
+exactly what they started (never `ray stop`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+BIN = Path(sys.executable).parent
+SERVER_IP = "127.0.0.10"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def base_env(home: str, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "OMNIGENT_"))}
+    env.update(HOME=home, RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+class Proc:
+    """A child process in its own group, its output collected in memory."""
+
+    def __init__(self, argv: list[str], env: dict, name: str):
+        self.name = name
+        self.lines: list[str] = []
+        self.popen = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.popen.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match:
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            exited = self.popen.poll() is not None
+            for line in list(self.lines):
+                m = rx.search(line)
+                if m:
+                    return m
+            if exited:
+                self._reader.join(2)
+                if not any(rx.search(x) for x in self.lines):
+                    raise RuntimeError(f"{self.name} exited:\n" + "\n".join(self.lines[-40:]))
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{self.name}: no {pattern!r} in:\n" + "\n".join(self.lines[-40:]))
+            time.sleep(0.05)
+
+    def signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        if self.popen.poll() is None:
+            try:
+                self.popen.send_signal(sig)
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.signal_group(signal.SIGKILL)  # whatever it left in its group
+        try:
+            self.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class Server:
+    def __init__(self, home: str | None = None, port: int | None = None) -> None:
+        self.home = home or tempfile.mkdtemp(prefix="omni-server-")
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: Proc | None = None
+
+    def start(self, timeout: float = 180) -> "Server":
+        t0 = time.monotonic()
+        self.proc = Proc([str(BIN / "omnigent"), "serve", "--port", str(self.port),
+                          "--node-ip-address", SERVER_IP], base_env(self.home), "server")
+        self.proc.wait_for(r"token \(saved in", timeout)
+        time.sleep(0.2)
+        self.token = self.proc.lines[-1].strip()
+        join = self.proc.wait_for(r"(RAY_AUTH_MODE=\S+ RAY_AUTH_TOKEN=(\S+) )?ray start "
+                                  r"--address=(\S+)", 5)
+        self.ray_address = join.group(3)
+        self.ray_token = join.group(2)
+        self.start_seconds = time.monotonic() - t0
+        return self
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop(signal.SIGTERM, timeout=60)
+
+    def create_token(self, user: str) -> str:
+        out = subprocess.run([str(BIN / "omnigent"), "token", "create", user],
+                             env=base_env(self.home), capture_output=True, text=True, check=True)
+        return out.stdout.strip().splitlines()[-1]
+
+    def client(self, token: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=90)
+
+
+class RayNode:
+    """A worker node joined to the server's cluster, with a HOME of its own."""
+
+    def __init__(self, server: Server, ip: str, home: str | None = None,
+                 env: dict | None = None) -> None:
+        self.ip = ip
+        self.home = home or tempfile.mkdtemp(prefix=f"omni-node-{ip}-")
+        extra = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": server.ray_token} \
+            if server.ray_token else {"RAY_AUTH_MODE": "disabled"}
+        extra.update(env or {})
+        self.proc = Proc([str(BIN / "ray"), "start", f"--address={server.ray_address}",
+                          f"--node-ip-address={ip}", "--block", "--num-cpus=2",
+                          "--disable-usage-stats"],
+                         base_env(self.home, **extra), f"node {ip}")
+
+    def wait_started(self, timeout: float = 90) -> "RayNode":
+        self.proc.wait_for(r"Ray runtime started|--block", timeout)
+        return self
+
+    def kill(self) -> None:
+        self.proc.signal_group(signal.SIGKILL)
+        self.proc.stop(signal.SIGKILL, timeout=5)
+
+
+class Daemon:
+    """`omnigent host` for a machine (a HOME) on a node."""
+
+    def __init__(self, server: Server, token: str, node_ip: str, home: str) -> None:
+        self.home = home
+        self.proc = Proc([str(BIN / "omnigent"), "host", server.url, "--token", token,
+                          "--node-ip-address", node_ip, "--no-join"],
+                         base_env(home), f"daemon {node_ip}")
+
+    def wait_registered(self, timeout: float = 60) -> str:
+        return self.proc.wait_for(r"registered as host (host_\w+)", timeout).group(1)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        self.proc.stop(sig, timeout=10)
