@@ -125,8 +125,19 @@ class Server:
         return httpx.Client(base_url=self.url, headers=headers, timeout=90)
 
 
+def _free_ports() -> list[str]:
+    """Explicit free ports: Ray's fixed defaults collide when nodes share a machine."""
+    names = ["node-manager-port", "object-manager-port", "metrics-export-port",
+             "dashboard-agent-grpc-port", "dashboard-agent-listen-port", "runtime-env-agent-port"]
+    return [f"--{name}={free_port()}" for name in names]
+
+
 class RayNode:
-    """A worker node joined to the server's cluster, with a HOME of its own."""
+    """A worker node joined to the server's cluster, with a HOME of its own.
+
+    Start nodes one after the other (`wait_started` before the next): nodes sharing a
+    machine and a session dir race for the same socket names when started at once.
+    """
 
     def __init__(self, server: Server, ip: str, home: str | None = None,
                  env: dict | None = None) -> None:
@@ -137,7 +148,7 @@ class RayNode:
         extra.update(env or {})
         self.proc = Proc([str(BIN / "ray"), "start", f"--address={server.ray_address}",
                           f"--node-ip-address={ip}", "--block", "--num-cpus=2",
-                          "--disable-usage-stats"],
+                          "--disable-usage-stats", *_free_ports()],
                          base_env(self.home, **extra), f"node {ip}")
 
     def wait_started(self, timeout: float = 90) -> "RayNode":

@@ -44,9 +44,10 @@ def world():
     started = []
     try:
         node_a = RayNode(server, "127.0.0.11", _home("node-a"))
-        node_b = RayNode(server, "127.0.0.12", _home("node-b"))
-        started += [node_a, node_b]
+        started.append(node_a)
         node_a.wait_started()
+        node_b = RayNode(server, "127.0.0.12", _home("node-b"))
+        started.append(node_b)
         node_b.wait_started()
         bob_token = server.create_token("bob")
         daemons = {
