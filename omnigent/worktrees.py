@@ -47,6 +47,10 @@ def create(workspace: str, branch: str, base: str | None) -> Worktree:
     repo = _toplevel(workspace)
     if _git(repo, "show-ref", "--verify", "--quiet", f"refs/heads/{branch}").returncode == 0:
         raise InvalidBranch(f"branch already exists: {branch}")
+    existing = _git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads").stdout.split()
+    for other in existing:  # 'feat' and 'feat/x' cannot both exist (a file and a folder)
+        if other.startswith(branch + "/") or branch.startswith(other + "/"):
+            raise InvalidBranch(f"branch {branch!r} clashes with the existing branch {other!r}")
     if _git(repo, "check-ref-format", "--branch", branch).returncode != 0:
         raise InvalidBranch(f"git refuses the branch name {branch!r}")
     start = base or "HEAD"

@@ -37,6 +37,8 @@ def paginate_by_key(
     that directly precede it. `has_more` says whether items exist beyond the page in
     the direction of travel.
     """
+    if not LIMIT_MIN <= limit <= LIMIT_MAX:
+        raise InvalidRequest(f"limit must be between {LIMIT_MIN} and {LIMIT_MAX}")
     if after is not None and before is not None:
         raise InvalidRequest("use either 'after' or 'before', not both")
     ordered: Sequence[T] = sorted(items, key=key, reverse=descending)
