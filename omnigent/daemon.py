@@ -111,7 +111,12 @@ class HostDaemon:
         async with websockets.connect(self._ws_url, additional_headers=headers,
                                       open_timeout=10, ping_interval=10) as ws:
             await ws.send(json.dumps(describe_machine(self.node_ip)))
-            reply = json.loads(await asyncio.wait_for(ws.recv(), 60))
+            try:
+                reply = json.loads(await asyncio.wait_for(ws.recv(), 60))
+            except websockets.ConnectionClosed as exc:
+                if exc.rcvd is not None and exc.rcvd.code == 4401:
+                    raise RegistrationRefused("unauthenticated", "the token was refused") from None
+                raise
             if reply.get("type") != "registered":
                 raise RegistrationRefused(reply.get("code", "refused"), reply.get("message", ""))
             self.host = reply["host"]

@@ -27,12 +27,12 @@ log = logging.getLogger(__name__)
 @router.websocket("/v1/hosts/connect")
 async def host_tunnel(ws: WebSocket) -> None:
     st = ws.app.state.omnigent
+    await ws.accept()  # accept first, so the client sees the contract's close code
     try:
         user = await st.user_for_token(bearer(ws))
     except Unauthenticated:
         await ws.close(code=4401, reason="not authenticated")
         return
-    await ws.accept()
     tunnel_id = new_id("tunnel")
     try:
         hello = json.loads(await asyncio.wait_for(ws.receive_text(), 10))
