@@ -1,0 +1,76 @@
+"""Stop the server and start it again: users, tokens, hosts, sessions and their bindings
+are still there; hosts are offline until their daemon reconnects."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+from tests.cluster.helpers import new_session
+from tests.procs import SERVER_IP, Daemon, Server
+
+
+def test_state_survives_a_restart():
+    server = Server().start()
+    daemon = None
+    try:
+        token_file = Path(server.home, ".omnigent", "token")
+        assert token_file.read_text().strip() == server.token
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        bob_token = server.create_token("bob")
+        bob_home = tempfile.mkdtemp(prefix="omni-bob-")
+        daemon = Daemon(server, bob_token, SERVER_IP, bob_home)
+        bob_host = daemon.wait_registered()
+        with server.client(server.token) as alice:
+            [local] = alice.get("/v1/hosts").json()["hosts"]
+            idle = new_session(alice)
+            ws = tempfile.mkdtemp(prefix="omni-ws-")
+            bound = new_session(alice, host_id=local["id"], workspace=ws)
+            assert bound["status"] == "running"
+        daemon.stop()
+        server.stop()
+
+        server = Server(server.home, server.port).start()
+        assert server.token == token_file.read_text().strip()  # the same token, reused
+        with server.client(server.token) as alice, server.client(bob_token) as bob:
+            hosts = alice.get("/v1/hosts").json()["hosts"]
+            assert [(h["id"], h["status"]) for h in hosts] == [(local["id"], "online")]
+            assert hosts[0]["registered_at"] == local["registered_at"]
+            [bh] = bob.get("/v1/hosts").json()["hosts"]
+            assert (bh["id"], bh["status"]) == (bob_host, "offline")
+            assert alice.get(f"/v1/sessions/{idle['id']}").json() == idle
+            after = alice.get(f"/v1/sessions/{bound['id']}").json()
+            assert after["runner_id"] == bound["runner_id"]
+            assert after["host_id"] == local["id"] and after["workspace"] == os.path.realpath(ws)
+            # the runner ended with the old server (its cluster went away with it)
+            assert after["status"] == "runner_exited"
+            runner = alice.get(f"/v1/runners/{bound['runner_id']}").json()
+            assert runner["status"] == "runner_exited"
+            listed = [s["id"] for s in alice.get("/v1/sessions").json()["data"]]
+            assert listed == [bound["id"], idle["id"]]
+            # bob's daemon reconnects: the same host, online again
+            daemon = Daemon(server, bob_token, SERVER_IP, bob_home)
+            assert daemon.wait_registered() == bob_host
+            assert bob.get(f"/v1/hosts/{bob_host}").json()["status"] == "online"
+    finally:
+        if daemon:
+            daemon.stop()
+        server.stop()
+
+
+def test_two_servers_side_by_side(world):
+    """Another server with its own HOME and port does not see or touch the first."""
+    other = Server().start()
+    try:
+        with other.client(other.token) as c:
+            hosts = c.get("/v1/hosts").json()["hosts"]
+            assert len(hosts) == 1 and hosts[0]["id"] not in (world.host_local, world.host_a)
+            assert c.get("/v1/sessions").json()["data"] == []
+        assert world.alice.get("/v1/hosts").status_code == 200
+        with other.client(world.server.token) as wrong:
+            assert wrong.get("/v1/hosts").status_code == 401
+    finally:
+        other.stop()
+    assert world.alice.get(f"/v1/hosts/{world.host_local}").json()["status"] == "online"
