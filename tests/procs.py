@@ -97,13 +97,13 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: Proc | None = None
 
-    def start(self, timeout: float = 180) -> "Server":
+    def start(self, timeout: float = 180, address: str | None = None,
+              node_ip: str = SERVER_IP) -> "Server":
         t0 = time.monotonic()
+        attach = ["--address", address] if address else []
         self.proc = Proc([str(BIN / "omnigent"), "serve", "--port", str(self.port),
-                          "--node-ip-address", SERVER_IP], base_env(self.home), "server")
-        self.proc.wait_for(r"token \(saved in", timeout)
-        time.sleep(0.2)
-        self.token = self.proc.lines[-1].strip()
+                          "--node-ip-address", node_ip, *attach], base_env(self.home), "server")
+        self.token = self.proc.wait_for(r"^(omg_\S+)$", timeout).group(1)
         join = self.proc.wait_for(r"(RAY_AUTH_MODE=\S+ RAY_AUTH_TOKEN=(\S+) )?ray start "
                                   r"--address=(\S+)", 5)
         self.ray_address = join.group(3)
@@ -130,6 +130,27 @@ def _free_ports() -> list[str]:
     names = ["node-manager-port", "object-manager-port", "metrics-export-port",
              "dashboard-agent-grpc-port", "dashboard-agent-listen-port", "runtime-env-agent-port"]
     return [f"--{name}={free_port()}" for name in names]
+
+
+class RayHead:
+    """A Ray head started by a test (for `omnigent serve --address`)."""
+
+    def __init__(self, ip: str, home: str) -> None:
+        self.ip = ip
+        self.port = free_port()
+        self.address = f"{ip}:{self.port}"
+        env = base_env(home, RAY_AUTH_MODE="disabled", RAY_health_check_period_ms="1000",
+                       RAY_health_check_timeout_ms="1000", RAY_health_check_failure_threshold="3",
+                       RAY_health_check_initial_delay_ms="1000")
+        self.proc = Proc([str(BIN / "ray"), "start", "--head", f"--port={self.port}",
+                          f"--node-ip-address={ip}", "--block", "--num-cpus=2",
+                          "--include-dashboard=false", "--disable-usage-stats",
+                          f"--object-store-memory={100 * 2**20}", *_free_ports()],
+                         env, f"head {ip}")
+        self.proc.wait_for(r"Ray runtime started|--block", 90)
+
+    def kill(self) -> None:
+        self.proc.stop(signal.SIGKILL, timeout=5)
 
 
 class RayNode:

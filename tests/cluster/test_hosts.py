@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.cluster.helpers import raw_get
+from tests.cluster.helpers import proc_env, raw_get
 
 
 def test_list_shows_own_hosts_with_reference_fields(world):
@@ -149,3 +151,36 @@ def test_browse_others_host_403_unknown_404(world):
     assert r.status_code == 403
     r = world.alice.get("/v1/hosts/host_nope/filesystem/tmp")
     assert r.status_code == 404
+
+
+def _host_actor_pids(home: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+            if cmd.startswith(b"ray::HostActor") and proc_env(int(entry)).get("HOME") == home:
+                pids.append(int(entry))
+        except (FileNotFoundError, PermissionError, ProcessLookupError):
+            continue
+    return pids
+
+
+def test_host_that_does_not_answer_is_504(world):
+    """A frozen host process (SIGSTOP) answers nothing: 504 after the 5 s deadline."""
+    assert world.alice.get(f"/v1/hosts/{world.host_b}/filesystem").status_code == 200
+    pids = _host_actor_pids(world.node_b.home)
+    assert pids, "no HostActor process found for node B"
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        r = world.alice.get(f"/v1/hosts/{world.host_b}/filesystem")
+        took = time.monotonic() - t0
+        assert r.status_code == 504 and r.json()["error"]["code"] == "host_timeout"
+        assert 4.5 < took < 15
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert world.alice.get(f"/v1/hosts/{world.host_b}/filesystem").status_code == 200
