@@ -170,7 +170,7 @@ def serve_forever(port: int, address: str | None, bind_host: str, node_ip: str |
     print(f"omnigent server ready in {time.monotonic() - t0:.1f}s", flush=True)
     print(f"  URL:    {settings.url}", flush=True)
     print(f"  user:   {user} (host {daemon.host['id']} online)", flush=True)
-    print(f"  join another machine to the cluster, then register it as a host:", flush=True)
+    print("  join another machine to the cluster, then register it as a host:", flush=True)
     print(f"    {join_command(up['ray_address'])}", flush=True)
     print(f"    omnigent host {settings.url} --token <TOKEN>", flush=True)
     print(f"  token (saved in {settings.state_dir}/token):", flush=True)

@@ -6,8 +6,10 @@ exactly what they started (never `ray stop`).
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +23,24 @@ import httpx
 
 BIN = Path(sys.executable).parent
 SERVER_IP = "127.0.0.10"
+
+
+_homes: list[str] = []
+
+
+def make_home(tag: str) -> str:
+    """A fresh HOME for a server, node or daemon; removed when the test run ends."""
+    home = tempfile.mkdtemp(prefix=f"omni-{tag}-")
+    os.chmod(home, 0o755)
+    _homes.append(home)
+    return home
+
+
+@atexit.register
+def _remove_homes() -> None:
+    for home in _homes:
+        subprocess.run(["chmod", "-R", "u+rwx", home], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -92,7 +112,7 @@ class Proc:
 
 class Server:
     def __init__(self, home: str | None = None, port: int | None = None) -> None:
-        self.home = home or tempfile.mkdtemp(prefix="omni-server-")
+        self.home = home or make_home("server")
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: Proc | None = None
@@ -163,7 +183,7 @@ class RayNode:
     def __init__(self, server: Server, ip: str, home: str | None = None,
                  env: dict | None = None) -> None:
         self.ip = ip
-        self.home = home or tempfile.mkdtemp(prefix=f"omni-node-{ip}-")
+        self.home = home or make_home(f"node-{ip}")
         extra = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": server.ray_token} \
             if server.ray_token else {"RAY_AUTH_MODE": "disabled"}
         extra.update(env or {})

@@ -5,14 +5,12 @@ own, standing in for two machines), and host daemons for two users.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 
 import httpx
 import pytest
 
-from tests.procs import Daemon, RayNode, Server
+from tests.procs import Daemon, RayNode, Server, make_home
 
 pytestmark = pytest.mark.cluster
 
@@ -32,28 +30,23 @@ class World:
     daemons: dict
 
 
-def _home(tag: str) -> str:
-    home = tempfile.mkdtemp(prefix=f"omni-{tag}-")
-    os.chmod(home, 0o755)
-    return home
-
-
 @pytest.fixture(scope="session")
 def world():
     server = Server().start()
-    started = []
+    started: list = []
+    daemons: dict = {}
     try:
-        node_a = RayNode(server, "127.0.0.11", _home("node-a"))
+        node_a = RayNode(server, "127.0.0.11", make_home("node-a"))
         started.append(node_a)
         node_a.wait_started()
-        node_b = RayNode(server, "127.0.0.12", _home("node-b"))
+        node_b = RayNode(server, "127.0.0.12", make_home("node-b"))
         started.append(node_b)
         node_b.wait_started()
         bob_token = server.create_token("bob")
         daemons = {
             "a": Daemon(server, server.token, node_a.ip, node_a.home),
             "b": Daemon(server, server.token, node_b.ip, node_b.home),
-            "bob": Daemon(server, bob_token, node_b.ip, _home("bob")),
+            "bob": Daemon(server, bob_token, node_b.ip, make_home("bob")),
         }
         started += list(daemons.values())
         ids = {k: d.wait_registered() for k, d in daemons.items()}
@@ -63,6 +56,7 @@ def world():
         yield World(server, alice, server.client(bob_token), server.client(None),
                     node_a, node_b, local[0], ids["a"], ids["b"], ids["bob"], daemons)
     finally:
-        for proc in reversed(started):
+        # tests may have replaced daemons (restarts): stop the ones in `daemons` too
+        for proc in [*daemons.values(), *reversed(started)]:
             proc.stop() if isinstance(proc, Daemon) else proc.kill()
         server.stop()

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
-import tempfile
 from pathlib import Path
 
-from tests.procs import BIN, Proc, RayHead, Server, base_env
+from tests.procs import BIN, Proc, RayHead, Server, base_env, make_home
 
 
 def _processes_with(text: str) -> list[int]:
@@ -23,13 +22,13 @@ def _processes_with(text: str) -> list[int]:
 
 
 def test_attach_to_running_cluster_and_daemon_joins_by_itself():
-    head = RayHead("127.0.0.20", tempfile.mkdtemp(prefix="omni-head-"))
+    head = RayHead("127.0.0.20", make_home("head"))
     server = Server()
     daemon = None
     try:
         server.start(address=head.address, node_ip="127.0.0.20")
         assert server.ray_address == head.address
-        machine = tempfile.mkdtemp(prefix="omni-joiner-")
+        machine = make_home("joiner")
         Path(machine, "joined-by-itself").mkdir()
         daemon = Proc([str(BIN / "omnigent"), "host", server.url, "--token", server.token,
                        "--node-ip-address", "127.0.0.21"],

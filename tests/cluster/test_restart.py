@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from tests.cluster.helpers import new_session
-from tests.procs import SERVER_IP, Daemon, Server
+from tests.procs import SERVER_IP, Daemon, Server, make_home
 
 
 def test_state_survives_a_restart():
@@ -20,13 +19,13 @@ def test_state_survives_a_restart():
         assert token_file.read_text().strip() == server.token
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         bob_token = server.create_token("bob")
-        bob_home = tempfile.mkdtemp(prefix="omni-bob-")
+        bob_home = make_home("bob")
         daemon = Daemon(server, bob_token, SERVER_IP, bob_home)
         bob_host = daemon.wait_registered()
         with server.client(server.token) as alice:
             [local] = alice.get("/v1/hosts").json()["hosts"]
             idle = new_session(alice)
-            ws = tempfile.mkdtemp(prefix="omni-ws-")
+            ws = make_home("ws")
             bound = new_session(alice, host_id=local["id"], workspace=ws)
             assert bound["status"] == "running"
         daemon.stop()
