@@ -14,9 +14,11 @@ from tests.cluster.helpers import proc_env, raw_get
 
 def test_list_shows_own_hosts_with_reference_fields(world):
     hosts = world.alice.get("/v1/hosts").json()["hosts"]
-    assert {h["id"] for h in hosts} == {world.host_local, world.host_a, world.host_b}
+    ours = {world.host_local, world.host_a, world.host_b}
+    assert ours <= {h["id"] for h in hosts} and world.host_bob not in {h["id"] for h in hosts}
     for h in hosts:
-        assert h["status"] == "online"
+        if h["id"] in ours:  # other tests add hosts of their own, offline by now
+            assert h["status"] == "online"
         assert h["platform"] == "linux" and h["owner"]
         assert isinstance(h["registered_at"], int) and isinstance(h["runner_count"], int)
         assert h["id"].startswith("host_") and h["name"]
