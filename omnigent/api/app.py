@@ -7,7 +7,6 @@ from fastapi import FastAPI, Request
 from omnigent import __version__
 from omnigent.api import errors
 from omnigent.api.auth import AuthMiddleware
-from omnigent.api.deps import current_user, state
 from omnigent.api.routes import hosts, sessions, tunnel
 
 
@@ -26,7 +25,6 @@ def create_app() -> FastAPI:
     @app.get("/v1/cluster")
     async def cluster(request: Request) -> dict:
         """What a machine needs to join this server's Ray cluster as a host."""
-        current_user(request)
-        return await state(request).control.cluster_info.remote()
+        return await request.app.state.omnigent.control.cluster_info.remote()
 
     return app

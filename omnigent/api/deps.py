@@ -102,10 +102,11 @@ def bearer(request_or_ws) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-def state(request: Request) -> AppState:
+# Async on purpose: FastAPI runs plain `def` dependencies in a thread pool (a hop per call).
+async def state(request: Request) -> AppState:
     return request.app.state.omnigent
 
 
-def current_user(request: Request) -> str:
+async def current_user(request: Request) -> str:
     """Set by `AuthMiddleware` before the route runs."""
     return request.state.user

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from actors.calls import call
 from omnigent.api.deps import AppState, current_user, state
+from omnigent.api.responses import Json
 from omnigent.domain.host_paths import normalize_host_path
 from omnigent.errors import HostOffline
 from omnigent.models import LaunchRunner
@@ -19,46 +20,46 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 @router.get("")
-async def list_hosts(user: User, st: State) -> dict:
+async def list_hosts(user: User, st: State):
     hosts = [h for h in st.hosts.values() if h["owner"] == user]
     hosts.sort(key=lambda h: h["id"])
-    return {"hosts": hosts}
+    return Json({"hosts": hosts})
 
 
 @router.get("/{host_id}")
-async def get_host(host_id: str, user: User, st: State) -> dict:
-    return st.owned_host(user, host_id)
+async def get_host(host_id: str, user: User, st: State):
+    return Json(st.owned_host(user, host_id))
 
 
 @router.get("/{host_id}/filesystem")
 async def browse_root(host_id: str, user: User, st: State, limit: Limit = 20,
-                      after: str | None = None, before: str | None = None) -> dict:
+                      after: str | None = None, before: str | None = None):
     return await _browse(st, user, host_id, None, limit, after, before)
 
 
 @router.get("/{host_id}/filesystem/{path:path}")
 async def browse_path(host_id: str, path: str, user: User, st: State, limit: Limit = 20,
-                      after: str | None = None, before: str | None = None) -> dict:
+                      after: str | None = None, before: str | None = None):
     return await _browse(st, user, host_id, path, limit, after, before)
 
 
 async def _browse(st: AppState, user: str, host_id: str, raw: str | None, limit: int,
-                  after: str | None, before: str | None) -> dict:
+                  after: str | None, before: str | None):
     st.owned_host(user, host_id)
     path = normalize_host_path(raw)
     host = st.online_host_actor(host_id)
-    return await call(
+    return Json(await call(
         host.list_directory.remote(path, limit, after, before),
         timeout=st.settings.host_call_timeout_s,
         unreachable=HostOffline("the host is offline"),
-    )
+    ))
 
 
 @router.post("/{host_id}/runners")
-async def launch_runner(host_id: str, body: LaunchRunner, user: User, st: State) -> dict:
+async def launch_runner(host_id: str, body: LaunchRunner, user: User, st: State):
     git = body.git.model_dump() if body.git else None
-    return await call(
+    return Json(await call(
         st.control.launch_runner.remote(user, host_id, body.session_id, body.workspace, git),
         timeout=st.settings.launch_timeout_s + 10,
         unreachable=HostOffline("the control plane is restarting"),
-    )
+    ))

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from actors.calls import call
 from omnigent.api.deps import AppState, current_user, state
+from omnigent.api.responses import Json
 from omnigent.errors import InvalidRequest, Unavailable
 from omnigent.models import SessionCreate
 
@@ -17,19 +18,19 @@ State = Annotated[AppState, Depends(state)]
 UNAVAILABLE = Unavailable("the control plane is unavailable")
 
 
-async def _control(st: AppState, ref, timeout: float = 10.0):
-    return await call(ref, timeout=timeout, unreachable=UNAVAILABLE)
+async def _control(st: AppState, ref, timeout: float = 10.0, status: int = 200) -> Json:
+    return Json(await call(ref, timeout=timeout, unreachable=UNAVAILABLE), status_code=status)
 
 
 @router.post("/sessions", status_code=201)
-async def create_session(body: SessionCreate, user: User, st: State) -> dict:
+async def create_session(body: SessionCreate, user: User, st: State):
     if body.host_id and not body.workspace:
         raise InvalidRequest("workspace is required with host_id", code="workspace_required")
     data = body.model_dump(exclude_none=True)
     if body.git:
         data["git"] = body.git.model_dump()
     return await _control(st, st.control.create_session.remote(user, data),
-                          st.settings.launch_timeout_s + 10)
+                          st.settings.launch_timeout_s + 10, status=201)
 
 
 @router.get("/sessions")
@@ -37,20 +38,20 @@ async def list_sessions(
     user: User, st: State, limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     after: str | None = None, before: str | None = None,
     order: Literal["asc", "desc"] = "desc",
-) -> dict:
+):
     return await _control(st, st.control.list_sessions.remote(user, limit, after, before, order))
 
 
 @router.get("/sessions/{session_id}")
-async def get_session(session_id: str, user: User, st: State) -> dict:
+async def get_session(session_id: str, user: User, st: State):
     return await _control(st, st.control.get_session.remote(user, session_id))
 
 
 @router.delete("/sessions/{session_id}")
-async def delete_session(session_id: str, user: User, st: State) -> dict:
+async def delete_session(session_id: str, user: User, st: State):
     return await _control(st, st.control.delete_session.remote(user, session_id), 30)
 
 
 @router.get("/runners/{runner_id}")
-async def get_runner(runner_id: str, user: User, st: State) -> dict:
+async def get_runner(runner_id: str, user: User, st: State):
     return await _control(st, st.control.get_runner.remote(user, runner_id))
