@@ -20,7 +20,12 @@ from actors.calls import UNREACHABLE, call, get_named
 from omnigent.config import Settings
 from omnigent.domain.pagination import list_envelope, paginate_by_key
 from omnigent.errors import (
-    AlreadyBound, Forbidden, HostOffline, InvalidRequest, NotFound, OmnigentError,
+    AlreadyBound,
+    Forbidden,
+    HostOffline,
+    InvalidRequest,
+    NotFound,
+    OmnigentError,
 )
 from omnigent.ids import new_id, new_token
 from omnigent.store import Store
