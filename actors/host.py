@@ -4,6 +4,7 @@ and launching runners run on that machine, never on the head.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 
@@ -37,8 +38,11 @@ class HostActor:
 
     def list_directory(
         self, path: str | None, limit: int, after: str | None, before: str | None
-    ) -> dict:
-        return hostfs.list_directory(path, self.home, limit=limit, after=after, before=before)
+    ) -> bytes:
+        """The page as JSON bytes: encoded once, here, and passed through by the API
+        (shipping a list of dicts through Ray and re-encoding it costs ~1.5 ms)."""
+        page = hostfs.list_directory(path, self.home, limit=limit, after=after, before=before)
+        return json.dumps(page, ensure_ascii=False, separators=(",", ":")).encode()
 
     def launch_runner(
         self, runner_id: str, session_id: str, workspace: str, git: dict | None,

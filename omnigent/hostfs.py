@@ -6,8 +6,8 @@ import os
 import stat
 
 from omnigent.domain.host_paths import expand_home, normalize_host_path
-from omnigent.domain.pagination import list_envelope, paginate_by_key
-from omnigent.errors import HostIOError, InvalidPath, NotFound
+from omnigent.domain.pagination import LIMIT_MAX, LIMIT_MIN, list_envelope
+from omnigent.errors import HostIOError, InvalidPath, InvalidRequest, NotFound
 
 
 def _entry(directory: str, name: str) -> dict | None:
@@ -32,6 +32,10 @@ def _entry(directory: str, name: str) -> dict | None:
 def list_directory(
     raw_path: str | None, home: str, *, limit: int, after: str | None, before: str | None
 ) -> dict:
+    if not LIMIT_MIN <= limit <= LIMIT_MAX:
+        raise InvalidRequest(f"limit must be between {LIMIT_MIN} and {LIMIT_MAX}")
+    if after is not None and before is not None:
+        raise InvalidRequest("use either 'after' or 'before', not both")
     path = expand_home(normalize_host_path(raw_path), home)
     if path.startswith("~"):
         path = os.path.expanduser(path)  # ~user: the host's own user database
@@ -47,6 +51,22 @@ def list_directory(
         raise HostIOError(f"permission denied: {path}") from None
     except OSError as exc:
         raise HostIOError(f"cannot list {path}: {exc.strerror}") from None
-    entries = [e for e in (_entry(path, n) for n in names) if e is not None]
-    page = paginate_by_key(entries, key=lambda e: e["path"], limit=limit, after=after, before=before)
-    return list_envelope(page.items, page.has_more, id_field="path")
+    # Entries are pages of names in order, so only the names on the page (and one more,
+    # for has_more) are stat-ed; a dangling symlink is skipped and the next name taken.
+    names.sort()
+    if before is not None:
+        names = [n for n in names if os.path.join(path, n) < before][::-1]
+    elif after is not None:
+        names = [n for n in names if os.path.join(path, n) > after]
+    page: list[dict] = []
+    for name in names:
+        entry = _entry(path, name)
+        if entry is not None:
+            page.append(entry)
+            if len(page) > limit:
+                break
+    has_more = len(page) > limit
+    page = page[:limit]
+    if before is not None:
+        page.reverse()
+    return list_envelope(page, has_more, id_field="path")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from actors.calls import call
 from omnigent.api.deps import AppState, current_user, state
-from omnigent.api.responses import Json
+from omnigent.api.responses import Json, json_bytes
 from omnigent.domain.host_paths import normalize_host_path
 from omnigent.errors import HostOffline
 from omnigent.models import LaunchRunner
@@ -48,7 +48,7 @@ async def _browse(st: AppState, user: str, host_id: str, raw: str | None, limit:
     st.owned_host(user, host_id)
     path = normalize_host_path(raw)
     host = st.online_host_actor(host_id)
-    return Json(await call(
+    return json_bytes(await call(
         host.list_directory.remote(path, limit, after, before),
         timeout=st.settings.host_call_timeout_s,
         unreachable=HostOffline("the host is offline"),
