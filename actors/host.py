@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import threading
 
 import ray
 
 from actors import options
+from actors.host_data import HostDataServer
 from omnigent import hostfs, worktrees
 from omnigent.domain.host_paths import expand_home, normalize_host_path
 from omnigent.errors import InvalidWorkspace, LaunchFailed, OmnigentError, UpstreamTimeout
@@ -29,9 +31,17 @@ class HostActor:
         self.node_id = ray.get_runtime_context().get_node_id()
         self._aborted: set[str] = set()
         self._lock = threading.Lock()
+        self._data_key = secrets.token_urlsafe(32)
+        self._data = HostDataServer(ray.util.get_node_ip_address(), self._data_key,
+                                    lambda: self.home)
+        self._data.start()
 
     def ready(self) -> dict:
         return {"node_id": self.node_id, "pid": os.getpid(), "home": self.home}
+
+    def data_path(self) -> dict:
+        """Where and how the API reaches this host's direct data path."""
+        return {"url": self._data.url, "key": self._data_key}
 
     def set_home(self, home: str) -> None:
         self.home = home

@@ -11,10 +11,12 @@ import asyncio
 import logging
 import time
 
+import aiohttp
 import ray
 from fastapi import Request
 
-from actors.calls import get_named
+from actors.calls import call, get_named
+from omnigent.api.hostlink import OFFLINE, HostLink, HostUnreachable
 from omnigent.config import Settings
 from omnigent.errors import Forbidden, HostOffline, NotFound, Unauthenticated
 
@@ -30,9 +32,13 @@ class AppState:
         self.version = -1
         self._tokens: dict[str, tuple[str, float]] = {}
         self._host_handles: dict[str, tuple[str | None, object]] = {}
+        self._links: dict[str, tuple[str | None, HostLink]] = {}
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
+        self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+            auto_decompress=False)
         self._apply(*await self.control.watch_hosts.remote(-1, 0))
         self._task = asyncio.get_running_loop().create_task(self._follow_hosts())
 
@@ -94,6 +100,25 @@ class AppState:
             raise HostOffline("the host is offline")
         self._host_handles[host_id] = (node_id, handle)
         return handle
+
+    async def list_host_directory(self, host_id: str, **query) -> bytes:
+        """A listing over the host's direct data path (one retry on a stale link)."""
+        timeout = self.settings.host_call_timeout_s
+        for attempt in (1, 2):
+            link = self._links.get(host_id)
+            node_id = self.host_nodes.get(host_id)
+            if link is None or link[0] != node_id:
+                host = self.online_host_actor(host_id)
+                path = await call(host.data_path.remote(), timeout=timeout, unreachable=OFFLINE)
+                link = self._links[host_id] = (node_id, HostLink(path["url"], path["key"]))
+            try:
+                return await link[1].list_directory(self.http, timeout, **query)
+            except HostUnreachable:
+                self._links.pop(host_id, None)
+                self._host_handles.pop(host_id, None)
+                if attempt == 2 or self.hosts.get(host_id, {}).get("status") != "online":
+                    raise OFFLINE from None
+        raise OFFLINE
 
 
 def bearer(request_or_ws) -> str | None:

@@ -47,12 +47,10 @@ async def _browse(st: AppState, user: str, host_id: str, raw: str | None, limit:
                   after: str | None, before: str | None):
     st.owned_host(user, host_id)
     path = normalize_host_path(raw)
-    host = st.online_host_actor(host_id)
-    return json_bytes(await call(
-        host.list_directory.remote(path, limit, after, before),
-        timeout=st.settings.host_call_timeout_s,
-        unreachable=HostOffline("the host is offline"),
-    ))
+    if st.hosts[host_id]["status"] != "online":
+        raise HostOffline("the host is offline")
+    return json_bytes(await st.list_host_directory(
+        host_id, path=path, limit=limit, after=after, before=before))
 
 
 @router.post("/{host_id}/runners")
