@@ -18,10 +18,10 @@ import ray
 from actors import options
 from actors.calls import UNREACHABLE, call, get_named
 from omnigent.config import Settings
+from omnigent.domain.ownership import owned_host
 from omnigent.domain.pagination import list_envelope, paginate_by_key
 from omnigent.errors import (
     AlreadyBound,
-    Forbidden,
     HostOffline,
     InvalidRequest,
     NotFound,
@@ -206,12 +206,7 @@ class ControlActor:
             self._bump()
 
     def _owned_host(self, user: str, host_id: str) -> dict:
-        host = self.hosts.get(host_id)
-        if host is None:
-            raise NotFound(f"host not found: {host_id}", code="host_not_found")
-        if host["owner"] != user:
-            raise Forbidden("you do not own this host")
-        return host
+        return owned_host(self.hosts, user, host_id)
 
     async def _monitor(self) -> None:
         """Every second: notice dead nodes and silent tunnels; let idle sessions go."""

@@ -123,44 +123,45 @@ class Store:
         with self._db:
             self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
 
+    def _update_session(self, session_id: str, change) -> dict | None:
+        """Read, `change(session)` (returns False to leave it), write: one transaction."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute(
+                "SELECT data FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            session = json.loads(row[0])
+            if change(session) is False:
+                return None
+            self._db.execute(
+                "UPDATE sessions SET data = ? WHERE id = ?", (json.dumps(session), session_id)
+            )
+            return session
+
     def bind_runner(self, session_id: str, runner_id: str, fields: dict[str, Any]) -> dict | None:
         """Compare-and-set: bind `runner_id` unless a live runner is already bound.
 
         Returns the updated session, or None when the CAS lost.
         """
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            row = self._db.execute(
-                "SELECT data FROM sessions WHERE id = ?", (session_id,)
-            ).fetchone()
-            if row is None:
-                return None
-            session = json.loads(row[0])
+        def bind(session: dict) -> bool:
             if session["runner_id"] and session["status"] in ("launching", "running"):
-                return None
+                return False
             session.update(fields, runner_id=runner_id, status="launching")
-            self._db.execute(
-                "UPDATE sessions SET data = ? WHERE id = ?", (json.dumps(session), session_id)
-            )
-            return session
+            return True
+
+        return self._update_session(session_id, bind)
 
     def update_session_if_runner(self, session_id: str, runner_id: str, fields: dict) -> dict | None:
         """Update a session only while `runner_id` is still its runner."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            row = self._db.execute(
-                "SELECT data FROM sessions WHERE id = ?", (session_id,)
-            ).fetchone()
-            if row is None:
-                return None
-            session = json.loads(row[0])
+        def update(session: dict) -> bool:
             if session["runner_id"] != runner_id:
-                return None
+                return False
             session.update(fields)
-            self._db.execute(
-                "UPDATE sessions SET data = ? WHERE id = ?", (json.dumps(session), session_id)
-            )
-            return session
+            return True
+
+        return self._update_session(session_id, update)
 
     # runners --------------------------------------------------------------------
     def put_runner(self, runner: dict) -> None:

@@ -18,7 +18,8 @@ from fastapi import Request
 from actors.calls import call, get_named
 from omnigent.api.hostlink import OFFLINE, HostLink, HostUnreachable
 from omnigent.config import Settings
-from omnigent.errors import Forbidden, HostOffline, NotFound, Unauthenticated
+from omnigent.domain.ownership import owned_host
+from omnigent.errors import HostOffline, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +81,7 @@ class AppState:
 
     # hosts ----------------------------------------------------------------------
     def owned_host(self, user: str, host_id: str) -> dict:
-        host = self.hosts.get(host_id)
-        if host is None:
-            raise NotFound(f"host not found: {host_id}", code="host_not_found")
-        if host["owner"] != user:
-            raise Forbidden("you do not own this host")
-        return host
+        return owned_host(self.hosts, user, host_id)
 
     def online_host_actor(self, host_id: str):
         """The HostActor of an online host (checked with `owned_host` first)."""

@@ -1,0 +1,15 @@
+"""Who may see what: hosts answer 403 to others (the reference says so), unknown ids 404."""
+
+from __future__ import annotations
+
+from omnigent.errors import Forbidden, NotFound
+
+
+def owned_host(hosts: dict[str, dict], user: str, host_id: str) -> dict:
+    """The host `host_id` of `user`; NotFound if unknown, Forbidden if someone else's."""
+    host = hosts.get(host_id)
+    if host is None:
+        raise NotFound(f"host not found: {host_id}", code="host_not_found")
+    if host["owner"] != user:
+        raise Forbidden("you do not own this host")
+    return host
