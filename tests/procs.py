@@ -111,7 +111,9 @@ class Proc:
 
 
 class Server:
-    def __init__(self, home: str | None = None, port: int | None = None) -> None:
+    def __init__(self, home: str | None = None, port: int | None = None,
+                 env: dict | None = None) -> None:
+        self.env = env or {}
         self.home = home or make_home("server")
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -122,7 +124,8 @@ class Server:
         t0 = time.monotonic()
         attach = ["--address", address] if address else []
         self.proc = Proc([str(BIN / "omnigent"), "serve", "--port", str(self.port),
-                          "--node-ip-address", node_ip, *attach], base_env(self.home), "server")
+                          "--node-ip-address", node_ip, *attach],
+                         base_env(self.home, **self.env), "server")
         self.token = self.proc.wait_for(r"^(omg_\S+)$", timeout).group(1)
         join = self.proc.wait_for(r"(RAY_AUTH_MODE=\S+ RAY_AUTH_TOKEN=(\S+) )?ray start "
                                   r"--address=(\S+)", 5)

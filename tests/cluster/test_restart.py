@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
-from tests.cluster.helpers import new_session
+from tests.cluster.helpers import new_session, pid_alive, proc_env
 from tests.procs import SERVER_IP, Daemon, Server, make_home
 
 
@@ -73,3 +74,40 @@ def test_two_servers_side_by_side(world):
     finally:
         other.stop()
     assert world.alice.get(f"/v1/hosts/{world.host_local}").json()["status"] == "online"
+
+
+def _session_actor_pids(home: str) -> list[int]:
+    pids = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if Path(f"/proc/{entry}/cmdline").read_bytes().startswith(b"ray::SessionActor") \
+                    and proc_env(int(entry)).get("HOME") == home:
+                pids.append(int(entry))
+        except (FileNotFoundError, PermissionError, ProcessLookupError):
+            pass
+    return pids
+
+
+def test_idle_session_actors_are_let_go_and_come_back_on_use():
+    """Sessions don't cost a process forever: an idle SessionActor exits; the session's
+    state is in the store, and the next operation activates it again."""
+    server = Server(env={"OMNIGENT_SESSION_IDLE_S": "2"}).start()
+    try:
+        with server.client(server.token) as alice:
+            [local] = alice.get("/v1/hosts").json()["hosts"]
+            s = new_session(alice, host_id=local["id"], workspace=make_home("ws"))
+            runner = alice.get(f"/v1/runners/{s['runner_id']}").json()
+            assert len(_session_actor_pids(server.home)) == 1
+            deadline = time.monotonic() + 15
+            while _session_actor_pids(server.home) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert _session_actor_pids(server.home) == []
+            assert pid_alive(runner["pid"])  # the runner does not depend on it
+            assert alice.get(f"/v1/sessions/{s['id']}").json()["status"] == "running"
+            assert alice.delete(f"/v1/sessions/{s['id']}").status_code == 200
+            deadline = time.monotonic() + 10
+            while pid_alive(runner["pid"]) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not pid_alive(runner["pid"])
+    finally:
+        server.stop()
