@@ -385,6 +385,3 @@ class ControlActor:
             if in_flight == 0 and now - last_used > self.settings.session_idle_s:
                 del self.session_actors[sid]
                 ray.kill(handle)
-
-    async def active_session_actors(self) -> int:
-        return len(self.session_actors)

@@ -44,9 +44,9 @@ class SessionActor:
                 unreachable=HostOffline("the host went offline during the launch"),
                 timeout_error=UpstreamTimeout("the host did not start the runner in time"),
             )
-        except BaseException:
-            if host is not None:
-                host.abort_launch.remote(runner_id)
+        except BaseException as exc:
+            if host is not None and isinstance(exc, (UpstreamTimeout, HostOffline)):
+                host.abort_launch.remote(runner_id)  # it may still be starting one: stop it
             await self.control.unbind_runner.remote(self.session_id, runner_id)
             raise
         await self.control.runner_started.remote(self.session_id, info)
