@@ -26,6 +26,8 @@ from omnigent.errors import (
     InvalidRequest,
     NotFound,
     OmnigentError,
+    RunnerNotBound,
+    RunnerUnavailable,
 )
 from omnigent.ids import new_id, new_token
 from omnigent.store import Store
@@ -319,6 +321,15 @@ class ControlActor:
         handle = get_named(runner["runner_id"], self.ns)
         if handle is not None:
             asyncio.get_running_loop().create_task(self._watch_runner(runner, handle))
+
+    async def session_runner(self, user: str, session_id: str) -> dict:
+        """The live runner bound to a session the caller owns, for its resource routes."""
+        session = self._owned_session(user, session_id)
+        if not session["runner_id"]:
+            raise RunnerNotBound("the session has no runner bound; launch one first")
+        if session["status"] != "running":
+            raise RunnerUnavailable(f"the session's runner is not available ({session['status']})")
+        return {"runner_id": session["runner_id"], "host_id": session["host_id"]}
 
     async def get_runner(self, user: str, runner_id: str) -> dict:
         runner = self.store.get_runner(runner_id)

@@ -12,7 +12,7 @@ import threading
 import ray
 
 from actors import options
-from actors.host_data import HostDataServer
+from actors.host_data import host_data_server
 from omnigent import hostfs, worktrees
 from omnigent.domain.host_paths import expand_home, normalize_host_path
 from omnigent.errors import InvalidWorkspace, LaunchFailed, OmnigentError, UpstreamTimeout
@@ -32,8 +32,8 @@ class HostActor:
         self._aborted: set[str] = set()
         self._lock = threading.Lock()
         self._data_key = secrets.token_urlsafe(32)
-        self._data = HostDataServer(ray.util.get_node_ip_address(), self._data_key,
-                                    lambda: self.home)
+        self._data = host_data_server(ray.util.get_node_ip_address(), self._data_key,
+                                      lambda: self.home)
         self._data.start()
 
     def ready(self) -> dict:

@@ -1,7 +1,9 @@
 """RunnerActor: one per runner, pinned to its host's node, working in the workspace.
 
-It reports how it ends through `wait_exit`: the ControlActor keeps one such call pending
-per live runner; it returns "runner_exited" after `stop()`, and raises if the actor dies
+It owns the session's environment: the workspace root (the worktree, if any), the
+change tracker with its baseline, and the direct data path that serves the session's
+resources (actors/runner_data.py). The ControlActor keeps one `wait_exit` call pending per
+live runner; it returns "runner_exited" after `stop()`, and raises if the actor dies
 (crash, killed node), which the ControlActor records as "runner_failed".
 """
 
@@ -9,9 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import time
 
 import ray
+
+from actors.dataserver import KeyedServer
+from actors.runner_data import runner_app
+from omnigent.env.changes import ChangeTracker
+
+RECONCILE_ENV = "OMNIGENT_RECONCILE_S"
+
+
+def runner_state_dir(runner_id: str) -> str:
+    """Where a runner keeps its baseline on the host (removed when it stops)."""
+    return os.path.join(os.path.expanduser("~/.omnigent/runners"), runner_id)
 
 
 class RunnerActor:
@@ -22,9 +36,18 @@ class RunnerActor:
         self.runner_id = runner_id
         self.session_id = session_id
         self.host_id = host_id
+        self.root = os.path.realpath(cwd)
         self._binding_token = binding_token
         self.started_at = int(time.time())
+        self.stopped = False
         self._stopped = asyncio.Event()
+        self.tracker = ChangeTracker(
+            self.root, runner_state_dir(runner_id),
+            reconcile_s=float(os.environ.get(RECONCILE_ENV, "30")))
+        self.tracker.start()
+        self._data = KeyedServer(ray.util.get_node_ip_address(), secrets.token_urlsafe(32),
+                                 runner_app(self), name="runner-data")
+        self._data.start()
 
     async def hello(self) -> dict:
         """The acknowledgement the host waits for: who I am, and my binding token."""
@@ -41,15 +64,32 @@ class RunnerActor:
             "started_at": self.started_at,
         }
 
+    async def data_path(self) -> dict:
+        """Where and how the API reaches this runner's resources."""
+        return {"url": self._data.url, "key": self._data.key}
+
+    # resources (read by the data path's thread: plain data only) -------------------
+    def environment(self) -> dict:
+        return {"id": "default", "object": "session.resource", "type": "environment",
+                "session_id": self.session_id, "name": "default",
+                "metadata": {"root": self.root, "host_id": self.host_id,
+                             "runner_id": self.runner_id}}
+
+    def resources(self) -> list[dict]:
+        return [self.environment()]
+
+    # lifecycle -------------------------------------------------------------------------
     async def wait_exit(self) -> str:
         await self._stopped.wait()
         return "runner_exited"
 
     async def stop(self) -> None:
-        """Stop the runner (idempotent): report the exit, then leave."""
+        """Stop the runner (idempotent): refuse new requests, report the exit, leave."""
         if self._stopped.is_set():
             return
+        self.stopped = True
         self._stopped.set()
+        self.tracker.close()
         asyncio.get_running_loop().call_later(0.5, _exit)
 
 

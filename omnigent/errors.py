@@ -6,6 +6,7 @@
     │   ├── InvalidBranch
     │   ├── InvalidWorkspace
     │   └── AlreadyBound
+    ├── PayloadTooLarge
     ├── Unauthenticated
     ├── Forbidden
     ├── NotFound
@@ -59,6 +60,10 @@ class InvalidWorkspace(InvalidRequest):
 
 class AlreadyBound(InvalidRequest):
     code = "runner_already_bound"
+
+
+class PayloadTooLarge(OmnigentError):
+    code = "payload_too_large"
 
 
 class Unauthenticated(OmnigentError):

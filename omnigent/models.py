@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from omnigent.domain.branches import validate_branch_name
@@ -49,3 +51,19 @@ class SessionCreate(BaseModel):
     host_id: str | None = None
     workspace: str | None = None
     git: GitOptions | None = None
+
+
+# environment ------------------------------------------------------------------------
+class WriteFile(BaseModel):
+    content: str
+    encoding: Literal["utf-8", "base64"] = "utf-8"
+
+
+class EditFile(BaseModel):
+    old_text: str = Field(min_length=1)
+    new_text: str
+
+
+class ShellCommand(BaseModel):
+    command: str = Field(min_length=1, max_length=1024 * 1024)
+    timeout: float = Field(default=120, ge=1, le=3600)

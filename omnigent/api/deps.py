@@ -17,9 +17,10 @@ from fastapi import Request
 
 from actors.calls import call, get_named
 from omnigent.api.hostlink import OFFLINE, HostLink, HostUnreachable
+from omnigent.api.runnerlink import RunnerLink, RunnerLinkDown
 from omnigent.config import Settings
 from omnigent.domain.ownership import owned_host
-from omnigent.errors import HostOffline, Unauthenticated
+from omnigent.errors import HostOffline, RunnerUnavailable, Unauthenticated, UpstreamTimeout
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,10 @@ class AppState:
         self._tokens: dict[str, tuple[str, float]] = {}
         self._host_handles: dict[str, tuple[str | None, object]] = {}
         self._links: dict[str, tuple[str | None, HostLink]] = {}
+        self._runner_links: dict[str, tuple[str, RunnerLink]] = {}  # sid -> (owner, link)
+        # host id -> deadlines of requests in flight to its runners, cut short when the
+        # host goes offline so that no request waits on a dead machine
+        self._in_flight: dict[str, set[asyncio.Timeout]] = {}
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -57,6 +62,11 @@ class AppState:
         self.version = version
         self.hosts = {r["host"]["id"]: r["host"] for r in rows}
         self.host_nodes = {r["host"]["id"]: r["node_id"] for r in rows}
+        now = asyncio.get_running_loop().time()
+        for host_id, deadlines in self._in_flight.items():
+            if deadlines and self.hosts.get(host_id, {}).get("status") != "online":
+                for deadline in deadlines:
+                    deadline.reschedule(now)
 
     def remember_host(self, host: dict, node_id: str | None) -> None:
         """Read-your-writes for a registration made through this replica."""
@@ -115,6 +125,62 @@ class AppState:
                 if attempt == 2 or self.hosts.get(host_id, {}).get("status") != "online":
                     raise OFFLINE from None
         raise OFFLINE
+
+
+    # runners ----------------------------------------------------------------------
+    async def runner_link(self, user: str, session_id: str, fresh: bool = False) -> RunnerLink:
+        """The data path of the live runner of a session the user owns (cached; a link
+        that fails is dropped and looked up again)."""
+        cached = self._runner_links.get(session_id)
+        if cached is not None and cached[0] == user and not fresh:
+            return cached[1]
+        timeout = self.settings.host_call_timeout_s
+        unavailable = RunnerUnavailable("the control plane is unavailable")
+        bound = await call(self.control.session_runner.remote(user, session_id),
+                           timeout=timeout, unreachable=unavailable)
+        gone = RunnerUnavailable("the session's runner is gone")
+        handle = get_named(bound["runner_id"], self.settings.namespace)
+        if handle is None:
+            raise gone
+        path = await call(handle.data_path.remote(), timeout=timeout, unreachable=gone,
+                          timeout_error=gone)
+        link = RunnerLink(bound["runner_id"], bound["host_id"], path["url"], path["key"])
+        if len(self._runner_links) > 10_000:
+            self._runner_links.clear()
+        self._runner_links[session_id] = (user, link)
+        return link
+
+    async def forward_to_runner(self, user: str, session_id: str, method: str, raw_path: str,
+                                query: str, body: bytes, content_type: str | None,
+                                timeout: float) -> tuple[int, bytes, str | None]:
+        """Send a resource request to the session's runner; one retry on a fresh link
+        when the runner surely never saw it."""
+        link = await self.runner_link(user, session_id)
+        for attempt in (1, 2):
+            try:
+                return await self._forward(link, method, raw_path, query, body, content_type,
+                                           timeout)
+            except RunnerLinkDown as down:
+                self._runner_links.pop(session_id, None)
+                if attempt == 2 or not down.unsent:
+                    raise RunnerUnavailable("the session's runner is not reachable") from None
+                link = await self.runner_link(user, session_id, fresh=True)
+        raise AssertionError("unreachable")
+
+    async def _forward(self, link: RunnerLink, method, raw_path, query, body, content_type,
+                       timeout: float):
+        deadlines = self._in_flight.setdefault(link.host_id, set())
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                deadlines.add(deadline)
+                return await link.forward(self.http, method, raw_path, query, body,
+                                          content_type)
+        except TimeoutError:
+            if self.hosts.get(link.host_id, {}).get("status") != "online":
+                raise RunnerUnavailable("the runner's host went offline") from None
+            raise UpstreamTimeout("the runner did not answer in time") from None
+        finally:
+            deadlines.discard(deadline)
 
 
 def bearer(request_or_ws) -> str | None:

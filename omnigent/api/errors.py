@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 STATUS: dict[type[e.OmnigentError], int] = {
     e.InvalidRequest: 400,
+    e.PayloadTooLarge: 413,
     e.Unauthenticated: 401,
     e.Forbidden: 403,
     e.NotFound: 404,

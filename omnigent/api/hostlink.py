@@ -1,4 +1,4 @@
-"""The API's side of a host's direct data path (see actors/host_data.py): one shared
+"""The API's side of a host's direct data path (see actors/dataserver.py): one shared
 keep-alive HTTP client; connection failures read as "host offline", a missed deadline as
 504, and a host's OmnigentError is raised again as the same class."""
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from actors.host_data import KEY_HEADER
+from actors.dataserver import KEY_HEADER
 from omnigent import errors
 from omnigent.errors import HostOffline, OmnigentError, UpstreamTimeout
 

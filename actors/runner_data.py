@@ -1,0 +1,172 @@
+"""The runner's direct data path: the session's resources, served from the RunnerActor's
+own process on the host (see actors/dataserver.py).
+
+The API forwards `/v1/sessions/{sid}/resources/...` here as `/resources/...`, body and
+query untouched, and passes the answer back as it is: this app validates the request and
+renders the contract's error body itself. Quick file operations run inline; listings,
+search, changes and diffs in a worker thread; shell commands as child processes on the
+event loop, so none of them holds up the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import os
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from fastapi import APIRouter, FastAPI, Query
+from starlette.responses import Response
+
+from omnigent.api import errors as http_errors
+from omnigent.env import fsops, search, shell
+from omnigent.env.paths import resolve
+from omnigent.errors import InvalidRequest, NotFound, RunnerUnavailable
+from omnigent.models import EditFile, ShellCommand, WriteFile
+
+if TYPE_CHECKING:
+    from actors.runner import RunnerActor
+
+GONE_HEADER = "x-omnigent-runner-gone"
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Order = Literal["asc", "desc"]
+
+
+def _json(body: dict, status: int = 200) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+                    status, media_type="application/json")
+
+
+def runner_app(runner: "RunnerActor"):
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    http_errors.install(app)
+    r = APIRouter(prefix="/resources")
+
+    def env_root(environment_id: str) -> str:
+        if environment_id != "default":
+            raise NotFound(f"environment not found: {environment_id}",
+                           code="environment_not_found")
+        return runner.root
+
+    # generic ----------------------------------------------------------------------
+    @r.get("")
+    async def list_resources(type: Literal["environment", "terminal", "file"] | None = None):
+        data = [res for res in runner.resources() if type is None or res["type"] == type]
+        return _json({"object": "list", "data": data,
+                      "first_id": data[0]["id"] if data else None,
+                      "last_id": data[-1]["id"] if data else None, "has_more": False})
+
+    @r.get("/environments")
+    async def list_environments():
+        return await list_resources("environment")
+
+    @r.get("/environments/{environment_id}")
+    async def get_environment(environment_id: str):
+        env_root(environment_id)
+        return _json(runner.environment())
+
+    # filesystem -------------------------------------------------------------------
+    @r.get("/environments/{environment_id}/filesystem")
+    async def browse_root(environment_id: str, limit: Limit = 20, after: str | None = None,
+                          before: str | None = None, order: Order = "desc"):
+        return await browse(environment_id, "", limit, after, before, order)
+
+    @r.get("/environments/{environment_id}/filesystem/{path:path}")
+    async def browse(environment_id: str, path: str, limit: Limit = 20,
+                     after: str | None = None, before: str | None = None,
+                     order: Order = "desc"):
+        root = env_root(environment_id)
+        # Inline: a read or a page of a listing takes well under a millisecond or two,
+        # less than a hop to a worker thread and back.
+        return _json(fsops.get(root, path, limit=limit, after=after, before=before,
+                               order=order))
+
+    @r.put("/environments/{environment_id}/filesystem/{path:path}")
+    async def write(environment_id: str, path: str, body: WriteFile):
+        root = env_root(environment_id)
+        if body.encoding == "base64":
+            try:
+                data = base64.b64decode(body.content, validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidRequest("content is not valid base64", code="invalid_content")
+        else:
+            data = body.content.encode()
+        return _json(fsops.write_file(root, path, data))
+
+    @r.patch("/environments/{environment_id}/filesystem/{path:path}")
+    async def edit(environment_id: str, path: str, body: EditFile):
+        root = env_root(environment_id)
+        return _json(fsops.edit_file(root, path, body.old_text, body.new_text))
+
+    @r.delete("/environments/{environment_id}/filesystem/{path:path}")
+    async def delete(environment_id: str, path: str, recursive: bool = False):
+        root = env_root(environment_id)
+        return _json(await asyncio.to_thread(fsops.delete_path, root, path, recursive))
+
+    # changes, diff, search, shell ---------------------------------------------------
+    @r.get("/environments/{environment_id}/changes")
+    async def changes(environment_id: str):
+        env_root(environment_id)
+        if runner.tracker.quick():  # a few dirty paths: cheaper than a thread hop
+            return _json(runner.tracker.changes())
+        return _json(await asyncio.to_thread(runner.tracker.changes))
+
+    @r.get("/environments/{environment_id}/diff/{path:path}")
+    async def diff(environment_id: str, path: str):
+        env_root(environment_id)
+        return _json(await asyncio.to_thread(runner.tracker.diff, path))
+
+    @r.get("/environments/{environment_id}/search")
+    async def search_root(environment_id: str, q: Annotated[str, Query(pattern=r"\S")],
+                          include: str | None = None, exclude: str | None = None,
+                          limit: Annotated[int, Query(ge=1, le=500)] = 500):
+        return await search_under(environment_id, "", q, include, exclude, limit)
+
+    @r.get("/environments/{environment_id}/search/{path:path}")
+    async def search_under(environment_id: str, path: str,
+                           q: Annotated[str, Query(pattern=r"\S")],
+                           include: str | None = None, exclude: str | None = None,
+                           limit: Annotated[int, Query(ge=1, le=500)] = 500):
+        root = env_root(environment_id)
+        norm, real = resolve(root, path)
+        if norm and not os.path.isdir(real):
+            raise NotFound(f"no such directory: {norm}", code="path_not_found")
+        return _json(await asyncio.to_thread(
+            search.search, root, q, include=include, exclude=exclude, limit=limit, under=norm))
+
+    @r.post("/environments/{environment_id}/shell")
+    async def run_shell(environment_id: str, body: ShellCommand):
+        root = env_root(environment_id)
+        result = await shell.run_shell(body.command, root, body.timeout)
+        return _json({"object": "session.environment.shell_result", **result, "cwd": root})
+
+    @r.get("/{resource_id}")
+    async def get_resource(resource_id: str):
+        for res in runner.resources():
+            if res["id"] == resource_id:
+                return _json(res)
+        raise NotFound(f"resource not found: {resource_id}", code="resource_not_found")
+
+    app.include_router(r)
+    return _RefuseWhenStopped(app, runner)
+
+
+class _RefuseWhenStopped:
+    """A stopped runner answers nothing but 503 with the gone header (the API then looks
+    the session up again). Plain ASGI: no per-request cost worth measuring."""
+
+    def __init__(self, app, runner: "RunnerActor") -> None:
+        self.app = app
+        self.runner = runner
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and self.runner.stopped:
+            exc = RunnerUnavailable("the runner has stopped")
+            body = json.dumps(http_errors.error_body(exc.code, exc.message)).encode()
+            await send({"type": "http.response.start", "status": 503, "headers": [
+                (b"content-type", b"application/json"), (GONE_HEADER.encode(), b"1")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)

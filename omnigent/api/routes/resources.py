@@ -1,0 +1,63 @@
+"""Session resources served by the session's runner (environments; terminals later).
+
+One route forwards them all: the runner, on the host, validates the request and answers
+in the contract's shape (actors/runner_data.py), so the API only checks who is asking,
+finds the runner, and passes bytes both ways.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from omnigent.api.deps import AppState, current_user, state
+from omnigent.errors import InvalidRequest, PayloadTooLarge
+
+router = APIRouter(prefix="/v1/sessions/{session_id}/resources")
+User = Annotated[str, Depends(current_user)]
+State = Annotated[AppState, Depends(state)]
+
+BODY_CAP = 64 * 1024 * 1024  # a JSON body sent to the runner (a file write, a command)
+SHELL_TIMEOUT_S = 3600 + 30
+DEFAULT_TIMEOUT_S = 60
+
+
+@router.api_route("{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                  include_in_schema=False)
+async def forward(session_id: str, rest: str, request: Request, user: User, st: State):
+    body = await _read_body(request)
+    timeout = SHELL_TIMEOUT_S if rest.endswith("/shell") else DEFAULT_TIMEOUT_S
+    status, data, content_type = await st.forward_to_runner(
+        user, session_id, request.method, _raw_suffix(request, rest), request.url.query,
+        body, request.headers.get("content-type"), timeout)
+    return Response(data, status, media_type=content_type)
+
+
+def _raw_suffix(request: Request, rest: str) -> str:
+    """`/resources/...` as the client wrote it (still percent-encoded), so the runner
+    judges exactly the path that was asked for."""
+    raw = request.scope.get("raw_path")
+    if raw:
+        parts = raw.split(b"?", 1)[0].split(b"/")
+        if len(parts) >= 5 and parts[4] == b"resources":
+            return "/" + b"/".join(parts[4:]).decode("latin-1")
+    return "/resources" + quote(rest, safe="/")
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidRequest("invalid Content-Length")
+        if int(declared) > BODY_CAP:
+            raise PayloadTooLarge(f"request body over {BODY_CAP} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > BODY_CAP:
+            raise PayloadTooLarge(f"request body over {BODY_CAP} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,49 @@
+"""The API's side of a runner's direct data path (actors/runner_data.py): a request is
+forwarded as it came (raw path, query and body) and the runner's answer passed back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+from yarl import URL
+
+from actors.dataserver import KEY_HEADER
+from actors.runner_data import GONE_HEADER
+
+
+class RunnerLinkDown(Exception):
+    """The runner did not take the request. `unsent`: it surely never saw it, so sending
+    it again (to a fresh link) cannot run it twice."""
+
+    def __init__(self, unsent: bool) -> None:
+        super().__init__("runner link down")
+        self.unsent = unsent
+
+
+@dataclass(frozen=True)
+class RunnerLink:
+    runner_id: str
+    host_id: str
+    url: str
+    key: str
+
+    async def forward(self, http: aiohttp.ClientSession, method: str, raw_path: str,
+                      query: str, body: bytes, content_type: str | None
+                      ) -> tuple[int, bytes, str | None]:
+        url = URL(f"{self.url}{raw_path}{'?' + query if query else ''}", encoded=True)
+        headers = {KEY_HEADER: self.key}
+        if content_type:
+            headers["content-type"] = content_type
+        try:
+            async with http.request(method, url, data=body or None, headers=headers) as resp:
+                data = await resp.read()
+                if resp.headers.get(GONE_HEADER):
+                    raise RunnerLinkDown(unsent=True)
+                if resp.status == 403 and not data:  # key refused: a new runner answers there
+                    raise RunnerLinkDown(unsent=True)
+                return resp.status, data, resp.headers.get("content-type")
+        except aiohttp.ClientConnectorError:
+            raise RunnerLinkDown(unsent=True) from None
+        except aiohttp.ClientError:
+            raise RunnerLinkDown(unsent=False) from None

@@ -1,0 +1,1 @@
+"""A session's environment: pure logic that runs on the host, inside the RunnerActor."""

@@ -1,0 +1,464 @@
+"""What changed in a workspace since the session started, whoever changed it.
+
+At start the tracker takes a *baseline*: every file's size, mtime and inode, and (within
+caps) its bytes, appended to one pack file in the runner's state directory with a digest
+per file. Then an inotify watcher (watchdog's `InotifyFD`) marks every path it hears of
+as *dirty*. Listing changes compares only the dirty paths with the baseline: a quick stat
+check first, the digest when the stat differs, so a file written back to its first bytes
+and a file created then deleted are not listed.
+
+The watcher cannot see everything, so three things back it up:
+- a *barrier*: before answering, the tracker touches a file in a private directory watched
+  by the same inotify instance and waits for that event; inotify keeps one queue in order,
+  so every change made before the request (by a shell command that just returned, say)
+  has been heard by then;
+- a new directory is walked as soon as it is heard of (after its watch is set), which
+  catches `mkdir -p a/b/c && touch a/b/c/f` made faster than watches can be added;
+- a *reconcile* pass, a stat-only walk of the whole tree, runs when events were lost
+  (queue overflow, no watch could be added) and every `reconcile_s` in the background
+  (writes through mmap make no events at all).
+
+Bounded cost (documented in README): directories named in `IGNORED_DIRS` and Python
+virtual environments are neither watched nor tracked; the bytes of a file over
+`file_cap` or beyond a total of `pack_cap` are not kept, and such a file is compared by
+stat alone and diffs with `before: null`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import select
+import shutil
+import stat
+import threading
+import time
+from bisect import bisect_left
+from dataclasses import dataclass
+
+from watchdog.observers.inotify_c import InotifyConstants as _C
+from watchdog.observers.inotify_c import InotifyFD
+
+from omnigent.env.fsops import READ_CAP, decode_text
+from omnigent.env.paths import clean, resolve
+from omnigent.errors import NotFound
+
+log = logging.getLogger(__name__)
+
+IGNORED_DIRS = frozenset({
+    ".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".nox",
+    ".mypy_cache", ".pytest_cache", ".ruff_cache", ".gradle", ".next", ".terraform",
+})
+FILE_CAP = 1024 * 1024        # bytes of one file kept in the baseline
+PACK_CAP = 256 * 1024 * 1024  # bytes kept in the baseline in all
+ENTRY = "session.environment.filesystem.entry"
+
+
+@dataclass(frozen=True, slots=True)
+class Base:
+    """A file as it was at start. `offset` is -1 when its bytes were not kept."""
+
+    key: tuple[int, int, int]   # (size, mtime_ns, inode)
+    digest: bytes | None
+    offset: int
+    length: int
+
+
+def _key(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _ignored_dir(path: str, name: str) -> bool:
+    return name in IGNORED_DIRS or os.path.exists(os.path.join(path, "pyvenv.cfg"))
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def _read_tracked(path: str, st: os.stat_result, cap: int, *, cut: bool = False) -> bytes | None:
+    """A tracked file's bytes (a symlink's are its target). Over `cap`: None, or with
+    `cut` the first `cap` bytes. None if it is gone."""
+    if st.st_size > cap and not cut:
+        return None
+    try:
+        if stat.S_ISLNK(st.st_mode):
+            return os.fsencode(os.readlink(path))
+        with open(path, "rb", buffering=0, opener=_nofollow) as f:
+            data = f.read(cap + 1)
+    except OSError:
+        return None
+    if len(data) > cap:
+        return data[:cap] if cut else None
+    return data
+
+
+def _nofollow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+
+
+def walk_files(root: str, on_dir=None):
+    """Yield (relative path, lstat) of every regular file and symlink under root, not
+    entering ignored directories or symlinked ones. `on_dir(rel)` runs before a directory
+    is listed (the watcher adds its watch there)."""
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        path = os.path.join(root, rel) if rel else root
+        if on_dir is not None:
+            on_dir(rel)
+        try:
+            it = os.scandir(path)
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                child = f"{rel}/{e.name}" if rel else e.name
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        if not _ignored_dir(e.path, e.name):
+                            stack.append(child)
+                    elif e.is_file(follow_symlinks=False) or e.is_symlink():
+                        yield child, e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+
+
+class ChangeTracker:
+    def __init__(self, root: str, state_dir: str, *, file_cap: int = FILE_CAP,
+                 pack_cap: int = PACK_CAP, reconcile_s: float = 30.0) -> None:
+        self.root = root
+        self.state_dir = state_dir
+        self.file_cap = file_cap
+        self.pack_cap = pack_cap
+        self.reconcile_s = reconcile_s
+        self._lock = threading.RLock()
+        self._base: dict[str, Base] = {}
+        self._base_sorted: list[str] = []
+        self._dirty: dict[str, int] = {}  # rel -> number of the event that marked it
+        self._events = 0
+        self._verdicts: dict[str, tuple[tuple[int, int, int], bool]] = {}  # rel -> (key, same)
+        self._lost_events = False
+        self._wd_dir: dict[int, str] = {}
+        self._dir_wd: dict[str, int] = {}
+        self._barrier_wd = -1
+        self._barrier_seq = 0
+        self._barrier_seen = 0
+        self._barrier_cv = threading.Condition()
+        self._stop = threading.Event()
+        self._fd = None
+        os.makedirs(os.path.join(state_dir, "barrier"), exist_ok=True)
+        self._pack_path = os.path.join(state_dir, "baseline.pack")
+        self._pack = open(self._pack_path, "w+b")
+
+    # start / stop -------------------------------------------------------------------
+    def start(self) -> None:
+        """Watch first, then take the baseline, so no change can fall in between."""
+        self._start_watcher()
+        kept = 0
+        offset = 0
+        base: dict[str, Base] = {}
+        for rel, st in walk_files(self.root, on_dir=self._watch_dir):
+            data = None
+            if kept + st.st_size <= self.pack_cap:
+                data = _read_tracked(os.path.join(self.root, rel), st, self.file_cap)
+            if data is None:
+                base[rel] = Base(_key(st), None, -1, 0)
+                continue
+            self._pack.write(data)
+            base[rel] = Base(_key(st), _digest(data), offset, len(data))
+            offset += len(data)
+            kept += len(data)
+        self._pack.flush()
+        with self._lock:
+            self._base = base
+            self._base_sorted = sorted(base)
+        threading.Thread(target=self._reconcile_loop, name="env-reconcile", daemon=True).start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._fd is not None:
+            self._fd.close()
+        self._pack.close()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    # watcher ------------------------------------------------------------------------
+    def _start_watcher(self) -> None:
+        try:
+            self._fd = _Watcher()
+            self._fd.start()
+            self._barrier_wd = self._fd.add_callback(
+                os.fsencode(os.path.join(self.state_dir, "barrier")), _BARRIER_MASK, self, 0)
+        except OSError as exc:  # no inotify instance left: reconcile instead
+            log.warning("no filesystem watcher (%s); changes are found by reconcile", exc)
+            self._fd = None
+            self._lost_events = True
+
+    def _watch_dir(self, rel: str) -> None:
+        if self._fd is None:
+            return
+        path = os.path.join(self.root, rel) if rel else self.root
+        try:
+            wd = self._fd.add_callback(os.fsencode(path), _WATCH_MASK, self, 0)
+        except OSError as exc:
+            if not self._lost_events:
+                log.warning("cannot watch %s (%s); changes there are found by reconcile",
+                            path, exc)
+            self._lost_events = True
+            return
+        with self._lock:
+            old = self._wd_dir.get(wd)
+            if old is not None and old != rel:
+                self._dir_wd.pop(old, None)
+            self._wd_dir[wd] = rel
+            self._dir_wd[rel] = wd
+
+    # WatchCallback, called on the watcher's thread
+    def on_event(self, event) -> None:
+        if event.wd == self._barrier_wd:
+            if event.mask & _IN_CREATE:
+                with self._barrier_cv:
+                    self._barrier_seen = max(self._barrier_seen, int(event.name or 0))
+                    self._barrier_cv.notify_all()
+            return
+        with self._lock:
+            parent = self._wd_dir.get(event.wd)
+        if parent is None or not event.name:
+            return
+        name = os.fsdecode(event.name)
+        rel = f"{parent}/{name}" if parent else name
+        if event.mask & _IN_ISDIR:
+            if name in IGNORED_DIRS:
+                return
+            if event.mask & (_IN_CREATE | _IN_MOVED_TO):
+                self._adopt_dir(rel)  # watch it and everything in it, then list it
+            elif event.mask & (_IN_MOVED_FROM | _IN_DELETE):
+                self._forget_dir(rel)
+            return
+        self._mark((rel,))
+
+    def _mark(self, rels) -> None:
+        with self._lock:
+            for rel in rels:
+                self._events += 1
+                self._dirty[rel] = self._events
+
+    def on_watch_deleted(self, wd: int) -> None:
+        with self._lock:
+            rel = self._wd_dir.pop(wd, None)
+            if rel is not None and self._dir_wd.get(rel) == wd:
+                del self._dir_wd[rel]
+
+    def on_queue_overflow(self) -> None:
+        self._lost_events = True
+
+    def _adopt_dir(self, rel: str) -> None:
+        path = os.path.join(self.root, rel)
+        if os.path.exists(os.path.join(path, "pyvenv.cfg")):
+            return
+        self._watch_dir_tree(rel)
+
+    def _watch_dir_tree(self, rel: str) -> None:
+        found = []
+        for child, _ in walk_files(os.path.join(self.root, rel),
+                                   on_dir=lambda sub: self._watch_dir(f"{rel}/{sub}" if sub else rel)):
+            found.append(f"{rel}/{child}")
+        self._mark(found)
+
+    def _forget_dir(self, rel: str) -> None:
+        """A directory left (moved away or removed): all it held is dirty; its watches go."""
+        prefix = rel + "/"
+        with self._lock:
+            i = bisect_left(self._base_sorted, prefix)
+            j = i
+            while j < len(self._base_sorted) and self._base_sorted[j].startswith(prefix):
+                j += 1
+            self._mark(self._base_sorted[i:j])
+            gone = [(wd, d) for d, wd in self._dir_wd.items() if d == rel or d.startswith(prefix)]
+            for wd, d in gone:
+                del self._dir_wd[d]
+                self._wd_dir.pop(wd, None)
+        if self._fd is not None and gone:
+            try:
+                self._fd.remove_callbacks([(wd, 0) for wd, _ in gone])
+            except OSError:
+                pass
+
+    def _sync(self, timeout: float = 2.0) -> None:
+        """Wait until the watcher has handled every event queued before now."""
+        if self._fd is None or self._fd.idle():
+            return
+        with self._barrier_cv:
+            self._barrier_seq += 1
+            seq = self._barrier_seq
+        path = os.path.join(self.state_dir, "barrier", str(seq))
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+            os.unlink(path)
+        except OSError:
+            self._lost_events = True
+            return
+        with self._barrier_cv:
+            if not self._barrier_cv.wait_for(lambda: self._barrier_seen >= seq, timeout):
+                self._lost_events = True
+
+    # reconcile ----------------------------------------------------------------------
+    def reconcile(self) -> None:
+        """Stat-only walk of the whole tree: whatever differs from the baseline is dirty,
+        and any directory without a watch gets one."""
+        self._lost_events = self._fd is None
+        seen: set[str] = set()
+        suspects: list[str] = []
+        with self._lock:
+            base = self._base
+        watched = set(self._dir_wd) if self._fd is not None else None
+        on_dir = None
+        if watched is not None:
+            def on_dir(rel: str) -> None:
+                if rel not in watched:
+                    self._watch_dir(rel)
+        for rel, st in walk_files(self.root, on_dir=on_dir):
+            seen.add(rel)
+            b = base.get(rel)
+            if b is None or b.key != _key(st):
+                suspects.append(rel)
+        self._mark(suspects)
+        self._mark([rel for rel in base if rel not in seen])
+
+    def _reconcile_loop(self) -> None:
+        while not self._stop.wait(self.reconcile_s):
+            try:
+                self.reconcile()
+            except Exception:  # a background pass logs and goes on
+                log.exception("reconcile failed")
+
+    # answers ------------------------------------------------------------------------
+    def _settle(self) -> None:
+        self._sync()
+        if self._lost_events:
+            self.reconcile()
+
+    def _status(self, rel: str) -> tuple[str | None, os.stat_result | None]:
+        """("created" | "modified" | "deleted" | None, current lstat) of a dirty path."""
+        path = os.path.join(self.root, rel)
+        base = self._base.get(rel)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            st = None  # a file that became a directory is a deleted file
+        if st is None:
+            return ("deleted" if base is not None else None), None
+        if base is None:
+            return "created", st
+        key = _key(st)
+        if key == base.key:
+            return None, st
+        if base.digest is None or key[0] != base.key[0]:
+            return "modified", st
+        cached = self._verdicts.get(rel)
+        if cached is not None and cached[0] == key:
+            return (None if cached[1] else "modified"), st
+        data = _read_tracked(path, st, self.file_cap)
+        same = data is not None and _digest(data) == base.digest
+        self._verdicts[rel] = (key, same)
+        return (None if same else "modified"), st
+
+    def quick(self) -> bool:
+        """Whether `changes()` is sure to take well under a millisecond."""
+        return not self._lost_events and len(self._dirty) < 64
+
+    def changes(self) -> dict:
+        self._settle()
+        with self._lock:
+            dirty = sorted(self._dirty.items())
+        data = []
+        settled = []
+        for rel, seq in dirty:
+            status, st = self._status(rel)
+            if status is None:
+                settled.append((rel, seq))  # as it was at start: no longer dirty
+                continue
+            data.append({
+                "object": ENTRY, "path": rel, "name": rel.rsplit("/", 1)[-1], "status": status,
+                "bytes": st.st_size if st is not None and stat.S_ISREG(st.st_mode) else None,
+                "modified_at": int(st.st_mtime) if st is not None else None,
+            })
+        if settled:
+            with self._lock:  # unless an event marked it again meanwhile
+                for rel, seq in settled:
+                    if self._dirty.get(rel) == seq:
+                        del self._dirty[rel]
+        return {"object": "list", "data": data, "has_more": False}
+
+    def diff(self, rel: str | None) -> dict:
+        norm = clean(rel)
+        if not norm:
+            raise NotFound("the environment root is not a file", code="not_changed")
+        resolve(self.root, norm)  # containment: raises InvalidPath
+        self._settle()
+        status, st = self._status(norm)
+        if status is None:
+            raise NotFound(f"not changed in this session: {norm}", code="not_changed")
+        base = self._base.get(norm)
+        before = after = None
+        truncated = False
+        if base is not None:
+            if base.offset >= 0:
+                before = os.pread(self._pack.fileno(), base.length, base.offset)
+            else:
+                truncated = True
+        if st is not None:
+            after = _read_tracked(os.path.join(self.root, norm), st, READ_CAP, cut=True)
+            truncated = truncated or st.st_size > READ_CAP
+        body = {"object": "session.environment.filesystem.file_diff", "path": norm,
+                "status": status, "truncated": truncated}
+        texts = [None if b is None else decode_text(b) for b in (before, after)]
+        if all(t is not None or b is None for t, b in zip(texts, (before, after))):
+            body.update(encoding="utf-8", before=texts[0], after=texts[1])
+        else:
+            body.update(encoding="base64", before=_b64(before), after=_b64(after))
+        return body
+
+
+class _Watcher(InotifyFD):
+    """watchdog's inotify reader, telling whether it has handled all it was sent.
+
+    `busy` is set once the queue is known to hold events (before they are read) and
+    cleared after they were all handled; so "nothing queued, then not busy" means every
+    event made before that check has been handled, and the barrier file can be skipped.
+    """
+
+    busy = False
+
+    def _check_inotify_fd(self) -> bool:
+        ready = super()._check_inotify_fd()
+        self.busy = True
+        return ready
+
+    def run(self) -> None:
+        while self.should_keep_running():
+            for event in self.read_events():
+                self.handle_event(event)
+            self.busy = False
+
+    def idle(self) -> bool:
+        queued = select.select([self._inotify_fd], [], [], 0)[0]
+        return not queued and not self.busy
+
+_IN_CREATE = int(_C.IN_CREATE)
+_IN_DELETE = int(_C.IN_DELETE)
+_IN_MOVED_FROM = int(_C.IN_MOVED_FROM)
+_IN_MOVED_TO = int(_C.IN_MOVED_TO)
+_IN_ISDIR = int(_C.IN_ISDIR)
+_WATCH_MASK = int(_C.IN_CREATE | _C.IN_DELETE | _C.IN_MODIFY | _C.IN_MOVED_FROM
+                  | _C.IN_MOVED_TO | _C.IN_ATTRIB | _C.IN_ONLYDIR | _C.IN_DONT_FOLLOW
+                  | _C.IN_EXCL_UNLINK)
+_BARRIER_MASK = int(_C.IN_CREATE | _C.IN_ONLYDIR)

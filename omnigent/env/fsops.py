@@ -1,0 +1,305 @@
+"""Browse, read, write, edit and delete inside an environment root (runs on the host).
+
+Every function takes the root (an absolute real path) and a client path relative to it,
+checked by `paths.resolve`. Results are the contract's JSON objects. Writes are atomic: the
+bytes go to a temporary file beside the target, are flushed to disk, and replace the
+target with one rename, so a reader sees the old file or the new one, never half.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+import os
+import shutil
+import stat
+import uuid
+
+from omnigent.domain.pagination import LIMIT_MAX, LIMIT_MIN, list_envelope
+from omnigent.env.paths import inside, resolve
+from omnigent.errors import Conflict, HostIOError, InvalidPath, InvalidRequest, NotFound
+
+READ_CAP = 1024 * 1024  # bytes of content a read returns inline; the rest is `truncated`
+ENTRY = "session.environment.filesystem.entry"
+
+
+def _kind(st: os.stat_result | None) -> tuple[str, int | None]:
+    if st is None:
+        return "other", None
+    if stat.S_ISDIR(st.st_mode):
+        return "directory", None
+    if stat.S_ISREG(st.st_mode):
+        return "file", st.st_size
+    return "other", None
+
+
+def entry(root: str, rel: str, real: str | None = None) -> dict | None:
+    """A filesystem entry; None if it vanished or is a dangling symlink. A symlink whose
+    target leaves the root is shown as `other` with the link's own time, nothing of the
+    target's."""
+    path = os.path.join(root, rel)
+    try:
+        lst = os.lstat(path)
+        if stat.S_ISLNK(lst.st_mode):
+            target = real or os.path.realpath(path)
+            if not inside(root, target):
+                return _entry_dict(rel, "other", None, int(lst.st_mtime))
+            st = os.stat(target)
+        else:
+            st = lst
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return _entry_dict(rel, "other", None, None)
+    kind, size = _kind(st)
+    return _entry_dict(rel, kind, size, int(st.st_mtime))
+
+
+def _entry_dict(rel: str, kind: str, size: int | None, mtime: int | None) -> dict:
+    return {"id": rel, "object": ENTRY, "name": rel.rsplit("/", 1)[-1], "path": rel,
+            "type": kind, "bytes": size, "modified_at": mtime}
+
+
+def get(root: str, rel: str | None, *, limit: int = 20, after: str | None = None,
+        before: str | None = None, order: str = "desc", cap: int = READ_CAP) -> dict:
+    """A directory's listing or a file's content, whichever the path names."""
+    norm, real = resolve(root, rel)
+    try:
+        is_dir = stat.S_ISDIR(os.stat(real).st_mode)
+    except FileNotFoundError:
+        raise NotFound(f"no such file or directory: {norm or '.'}", code="path_not_found") from None
+    except OSError as exc:
+        raise HostIOError(f"cannot read {norm or '.'}: {exc.strerror}") from None
+    if is_dir:
+        return list_dir(root, norm, real, limit=limit, after=after, before=before, order=order)
+    return read_file(norm, real, cap)
+
+
+def list_dir(root: str, norm: str, real: str, *, limit: int, after: str | None,
+             before: str | None, order: str) -> dict:
+    """One page of a directory, sorted by name; only the page's entries are stat-ed."""
+    if not LIMIT_MIN <= limit <= LIMIT_MAX:
+        raise InvalidRequest(f"limit must be between {LIMIT_MIN} and {LIMIT_MAX}")
+    if after is not None and before is not None:
+        raise InvalidRequest("use either 'after' or 'before', not both")
+    try:
+        names = os.listdir(real)
+    except PermissionError:
+        raise HostIOError(f"permission denied: {norm or '.'}") from None
+    except OSError as exc:
+        raise HostIOError(f"cannot list {norm or '.'}: {exc.strerror}") from None
+    prefix = norm + "/" if norm else ""
+    keys = sorted((prefix + n for n in names), reverse=order == "desc")
+    desc = order == "desc"
+
+    def beyond(key: str, cursor: str) -> bool:  # strictly after `cursor` in this order
+        return key < cursor if desc else key > cursor
+
+    if before is not None:
+        keys = [k for k in keys if beyond(before, k)][::-1]
+    elif after is not None:
+        keys = [k for k in keys if beyond(k, after)]
+    page: list[dict] = []
+    for key in keys:  # dangling symlinks are skipped; the next name takes their place
+        item = entry(root, key)
+        if item is not None:
+            page.append(item)
+            if len(page) > limit:
+                break
+    has_more = len(page) > limit
+    page = page[:limit]
+    if before is not None:
+        page.reverse()
+    return list_envelope(page, has_more)
+
+
+def read_file(norm: str, real: str, cap: int = READ_CAP) -> dict:
+    with _open_regular(norm, real) as f:
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(cap + 1)
+    truncated = len(data) > cap or size > cap
+    data = data[:cap]
+    text = decode_text(data, truncated)
+    content_type = mimetypes.guess_type(norm)[0]
+    body = {"object": "session.environment.filesystem.file_content", "path": norm,
+            "bytes": size, "truncated": truncated}
+    if text is not None:
+        body.update(content_type=content_type or "text/plain", encoding="utf-8", content=text)
+    else:
+        body.update(content_type=content_type or "application/octet-stream",
+                    encoding="base64", content=base64.b64encode(data).decode())
+    return body
+
+
+def decode_text(data: bytes, cut: bool = False) -> str | None:
+    """UTF-8 text without NUL bytes, else None (binary). A multi-byte character split by
+    a cut at the end is dropped."""
+    if b"\x00" in data:
+        return None
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        if cut and exc.start >= len(data) - 3:
+            try:
+                return data[:exc.start].decode()
+            except UnicodeDecodeError:
+                return None
+        return None
+
+
+def encode_content(data: bytes) -> dict:
+    """`{"encoding", "content"}` for bytes shown to a client: UTF-8 text or base64."""
+    text = decode_text(data)
+    if text is not None:
+        return {"encoding": "utf-8", "content": text}
+    return {"encoding": "base64", "content": base64.b64encode(data).decode()}
+
+
+class _open_regular:
+    """Open a regular file for reading; never blocks on a FIFO, never follows a symlink
+    swapped in after the check."""
+
+    def __init__(self, norm: str, real: str) -> None:
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFound(f"no such file: {norm}", code="path_not_found") from None
+        except OSError as exc:
+            raise HostIOError(f"cannot open {norm}: {exc.strerror}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise InvalidRequest(f"not a regular file: {norm}", code="not_a_file")
+        self.file = os.fdopen(fd, "rb")
+
+    def __enter__(self):
+        return self.file
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+
+def write_file(root: str, rel: str | None, data: bytes) -> dict:
+    norm, real = resolve(root, rel)
+    if not norm:
+        raise InvalidPath("cannot write the environment root")
+    created = not os.path.lexists(real)
+    parent = os.path.dirname(real)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise Conflict(f"a parent of {norm} is not a directory", code="not_a_directory") from None
+    except OSError as exc:
+        raise HostIOError(f"cannot create the parents of {norm}: {exc.strerror}") from None
+    if not inside(root, os.path.realpath(parent)):  # a parent swapped for a symlink meanwhile
+        raise InvalidPath(f"path leaves the environment root: {norm}")
+    atomic_write(real, data, norm)
+    return {"object": "session.environment.filesystem.write_result",
+            "operation": "created" if created else "updated", "path": norm,
+            "created": created, "bytes_written": len(data), "entry": entry(root, norm)}
+
+
+def atomic_write(real: str, data: bytes, norm: str) -> None:
+    """Replace `real` with `data` in one rename, keeping an existing file's mode."""
+    try:
+        mode = stat.S_IMODE(os.stat(real).st_mode)
+        if stat.S_ISDIR(os.stat(real).st_mode):
+            raise InvalidRequest(f"is a directory: {norm}", code="is_a_directory")
+    except FileNotFoundError:
+        mode = None
+    tmp = os.path.join(os.path.dirname(real), f".{os.path.basename(real)}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if mode is not None:
+                os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, real)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise HostIOError(f"cannot write {norm}: {exc.strerror}") from None
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def edit_file(root: str, rel: str | None, old_text: str, new_text: str) -> dict:
+    """Replace exactly one occurrence of `old_text`; otherwise change nothing."""
+    if not old_text:
+        raise InvalidRequest("old_text must not be empty", code="invalid_edit")
+    norm, real = resolve(root, rel)
+    with _open_regular(norm, real) as f:
+        data = f.read()
+    text = decode_text(data)
+    if text is None:
+        raise InvalidRequest(f"not a UTF-8 text file: {norm}", code="not_text")
+    count = text.count(old_text)
+    if count == 0:
+        raise NotFound(f"old_text not found in {norm}", code="text_not_found")
+    if count > 1:
+        raise Conflict(f"old_text occurs {count} times in {norm}; make it unique",
+                       code="ambiguous_match")
+    new = text.replace(old_text, new_text, 1).encode()
+    atomic_write(real, new, norm)
+    return {"object": "session.environment.filesystem.edit_result", "operation": "edited",
+            "path": norm, "replacements": 1, "bytes_before": len(data),
+            "bytes_after": len(new), "entry": entry(root, norm)}
+
+
+def delete_path(root: str, rel: str | None, recursive: bool = False) -> dict:
+    """Delete a file, a symlink (itself, not its target) or a directory."""
+    norm, _ = resolve(root, rel)
+    if not norm:
+        raise InvalidPath("cannot delete the environment root", code="invalid_path")
+    parent_rel, _, name = norm.rpartition("/")
+    _, parent = resolve(root, parent_rel)
+    path = os.path.join(parent, name)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise NotFound(f"no such file or directory: {norm}", code="path_not_found") from None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        kind = "symlink" if stat.S_ISLNK(st.st_mode) else "file"
+        size, count = (st.st_size if kind == "file" else 0), 1
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            raise HostIOError(f"cannot delete {norm}: {exc.strerror}") from None
+    else:
+        kind = "directory"
+        size, count = _tree_size(path)
+        try:
+            if recursive:
+                shutil.rmtree(path)
+            else:
+                os.rmdir(path)
+        except OSError as exc:
+            if not recursive and exc.errno in (39, 66):  # ENOTEMPTY
+                raise Conflict(f"directory not empty: {norm} (use recursive=true)",
+                               code="directory_not_empty") from None
+            raise HostIOError(f"cannot delete {norm}: {exc.strerror}") from None
+    return {"object": "session.environment.filesystem.delete_result", "operation": "deleted",
+            "path": norm, "deleted": True, "type": kind, "bytes_deleted": size,
+            "entries_deleted": count}
+
+
+def _tree_size(path: str) -> tuple[int, int]:
+    size, count = 0, 1
+    for base, dirs, files in os.walk(path):
+        count += len(dirs) + len(files)
+        for name in files:
+            try:
+                size += os.lstat(os.path.join(base, name)).st_size
+            except OSError:
+                pass
+    return size, count
+
