@@ -43,6 +43,7 @@ def runner_app(runner: "RunnerActor"):
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     http_errors.install(app)
     r = APIRouter(prefix="/resources")
+    last_changes: list = [None, b""]  # the last changes answer and its JSON
 
     def env_root(environment_id: str) -> str:
         if environment_id != "default":
@@ -109,9 +110,14 @@ def runner_app(runner: "RunnerActor"):
     @r.get("/environments/{environment_id}/changes")
     async def changes(environment_id: str):
         env_root(environment_id)
-        if runner.tracker.quick():  # a few dirty paths: cheaper than a thread hop
-            return _json(runner.tracker.changes())
-        return _json(await asyncio.to_thread(runner.tracker.changes))
+        tracker = runner.tracker
+        if tracker.quick():  # nothing new, or a few dirty paths: cheaper than a thread hop
+            answer = tracker.changes()
+        else:
+            answer = await asyncio.to_thread(tracker.changes)
+        if answer is not last_changes[0]:  # the tracker answers from its cache if it can
+            last_changes[:] = [answer, _json(answer).body]
+        return Response(last_changes[1], media_type="application/json")
 
     @r.get("/environments/{environment_id}/diff/{path:path}")
     async def diff(environment_id: str, path: str):

@@ -145,6 +145,8 @@ class ChangeTracker:
         self._events = 0
         self._verdicts: dict[str, tuple[tuple[int, int, int], bool]] = {}  # rel -> (key, same)
         self._lost_events = False
+        self._ignored: set[str] = set()  # directories found to be virtual environments
+        self._cache: tuple[int, dict] | None = None  # (events seen, last answer)
         self._wd_dir: dict[int, str] = {}
         self._dir_wd: dict[str, int] = {}
         self._barrier_wd = -1
@@ -184,7 +186,8 @@ class ChangeTracker:
     def close(self) -> None:
         self._stop.set()
         if self._fd is not None:
-            self._fd.close()
+            self._fd.stop()  # ends the reader thread, then closes the inotify instance
+            self._fd.join(2)
         self._pack.close()
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
@@ -202,6 +205,8 @@ class ChangeTracker:
 
     def _watch_dir(self, rel: str) -> None:
         if self._fd is None:
+            return
+        if rel in self._dir_wd:
             return
         path = os.path.join(self.root, rel) if rel else self.root
         try:
@@ -241,7 +246,28 @@ class ChangeTracker:
             elif event.mask & (_IN_MOVED_FROM | _IN_DELETE):
                 self._forget_dir(rel)
             return
+        if name == "pyvenv.cfg" and event.mask & (_IN_CREATE | _IN_MOVED_TO) and parent:
+            self._ignore_dir(parent)  # a virtual environment is being made there
+            return
         self._mark((rel,))
+
+    def _ignore_dir(self, rel: str) -> None:
+        """Stop tracking a directory found to be an ignored kind after it was adopted."""
+        with self._lock:
+            self._ignored.add(rel)
+        self._forget_dir(rel, mark=False)
+        prefix = rel + "/"
+        with self._lock:
+            for path in [p for p in self._dirty if p.startswith(prefix)]:
+                if path not in self._base:
+                    del self._dirty[path]
+
+    def tracked(self, rel: str) -> bool:
+        """Whether changes to `rel` are tracked at all (not under an ignored directory)."""
+        parts = rel.split("/")[:-1]
+        if any(part in IGNORED_DIRS for part in parts):
+            return False
+        return not any(rel.startswith(d + "/") for d in self._ignored)
 
     def _mark(self, rels) -> None:
         with self._lock:
@@ -271,15 +297,16 @@ class ChangeTracker:
             found.append(f"{rel}/{child}")
         self._mark(found)
 
-    def _forget_dir(self, rel: str) -> None:
+    def _forget_dir(self, rel: str, mark: bool = True) -> None:
         """A directory left (moved away or removed): all it held is dirty; its watches go."""
         prefix = rel + "/"
         with self._lock:
-            i = bisect_left(self._base_sorted, prefix)
-            j = i
-            while j < len(self._base_sorted) and self._base_sorted[j].startswith(prefix):
-                j += 1
-            self._mark(self._base_sorted[i:j])
+            if mark:
+                i = bisect_left(self._base_sorted, prefix)
+                j = i
+                while j < len(self._base_sorted) and self._base_sorted[j].startswith(prefix):
+                    j += 1
+                self._mark(self._base_sorted[i:j])
             gone = [(wd, d) for d, wd in self._dir_wd.items() if d == rel or d.startswith(prefix)]
             for wd, d in gone:
                 del self._dir_wd[d]
@@ -373,15 +400,27 @@ class ChangeTracker:
 
     def quick(self) -> bool:
         """Whether `changes()` is sure to take well under a millisecond."""
-        return not self._lost_events and len(self._dirty) < 64
+        if self._lost_events or (self._fd is not None and not self._fd.idle()):
+            return False
+        cache = self._cache
+        return len(self._dirty) < 64 or (cache is not None and cache[0] == self._events)
 
     def changes(self) -> dict:
+        """The answer, computed again only when an event came since the last one: every
+        change to a tracked file makes an event (or is marked dirty by a reconcile)."""
         self._settle()
         with self._lock:
+            events = self._events
+            cache = self._cache
+            if cache is not None and cache[0] == events:
+                return cache[1]
             dirty = sorted(self._dirty.items())
         data = []
         settled = []
         for rel, seq in dirty:
+            if not self.tracked(rel):
+                settled.append((rel, seq))
+                continue
             status, st = self._status(rel)
             if status is None:
                 settled.append((rel, seq))  # as it was at start: no longer dirty
@@ -396,7 +435,10 @@ class ChangeTracker:
                 for rel, seq in settled:
                     if self._dirty.get(rel) == seq:
                         del self._dirty[rel]
-        return {"object": "list", "data": data, "has_more": False}
+        answer = {"object": "list", "data": data, "has_more": False}
+        with self._lock:
+            self._cache = (events, answer)
+        return answer
 
     def diff(self, rel: str | None) -> dict:
         norm = clean(rel)
@@ -404,7 +446,9 @@ class ChangeTracker:
             raise NotFound("the environment root is not a file", code="not_changed")
         resolve(self.root, norm)  # containment: raises InvalidPath
         self._settle()
-        status, st = self._status(norm)
+        with self._lock:
+            known = norm in self._base or norm in self._dirty
+        status, st = self._status(norm) if known and self.tracked(norm) else (None, None)
         if status is None:
             raise NotFound(f"not changed in this session: {norm}", code="not_changed")
         base = self._base.get(norm)
@@ -420,7 +464,8 @@ class ChangeTracker:
             truncated = truncated or st.st_size > READ_CAP
         body = {"object": "session.environment.filesystem.file_diff", "path": norm,
                 "status": status, "truncated": truncated}
-        texts = [None if b is None else decode_text(b) for b in (before, after)]
+        texts = [None if before is None else decode_text(before),
+                 None if after is None else decode_text(after, cut=truncated)]
         if all(t is not None or b is None for t, b in zip(texts, (before, after))):
             body.update(encoding="utf-8", before=texts[0], after=texts[1])
         else:

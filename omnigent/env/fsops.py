@@ -66,7 +66,7 @@ def get(root: str, rel: str | None, *, limit: int = 20, after: str | None = None
     norm, real = resolve(root, rel)
     try:
         is_dir = stat.S_ISDIR(os.stat(real).st_mode)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise NotFound(f"no such file or directory: {norm or '.'}", code="path_not_found") from None
     except OSError as exc:
         raise HostIOError(f"cannot read {norm or '.'}: {exc.strerror}") from None
@@ -139,7 +139,7 @@ def decode_text(data: bytes, cut: bool = False) -> str | None:
     try:
         return data.decode()
     except UnicodeDecodeError as exc:
-        if cut and exc.start >= len(data) - 3:
+        if cut and exc.reason == "unexpected end of data":
             try:
                 return data[:exc.start].decode()
             except UnicodeDecodeError:
@@ -162,7 +162,7 @@ class _open_regular:
     def __init__(self, norm: str, real: str) -> None:
         try:
             fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"no such file: {norm}", code="path_not_found") from None
         except OSError as exc:
             raise HostIOError(f"cannot open {norm}: {exc.strerror}") from None
@@ -242,11 +242,11 @@ def edit_file(root: str, rel: str | None, old_text: str, new_text: str) -> dict:
     text = decode_text(data)
     if text is None:
         raise InvalidRequest(f"not a UTF-8 text file: {norm}", code="not_text")
-    count = text.count(old_text)
-    if count == 0:
+    first = text.find(old_text)
+    if first < 0:
         raise NotFound(f"old_text not found in {norm}", code="text_not_found")
-    if count > 1:
-        raise Conflict(f"old_text occurs {count} times in {norm}; make it unique",
+    if text.find(old_text, first + 1) >= 0:  # overlapping occurrences count too
+        raise Conflict(f"old_text occurs more than once in {norm}; make it unique",
                        code="ambiguous_match")
     new = text.replace(old_text, new_text, 1).encode()
     atomic_write(real, new, norm)
@@ -265,7 +265,7 @@ def delete_path(root: str, rel: str | None, recursive: bool = False) -> dict:
     path = os.path.join(parent, name)
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise NotFound(f"no such file or directory: {norm}", code="path_not_found") from None
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
         kind = "symlink" if stat.S_ISLNK(st.st_mode) else "file"

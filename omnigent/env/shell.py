@@ -185,7 +185,8 @@ async def run_shell(
     (e.g. `cwd` does not exist).
     """
     loop = asyncio.get_running_loop()
-    proc = subprocess.Popen(
+    # Blocks only until the shell has exec'd (vfork): see the module docstring.
+    proc = subprocess.Popen(  # noqa: ASYNC220
         [SHELL, "-c", command],
         cwd=cwd,
         env=env,

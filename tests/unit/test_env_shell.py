@@ -109,12 +109,22 @@ def kill_leftovers(tmp_path):
 
 def test_exit_code_and_separate_streams(new_loop, tmp_path):
     res = run("printf out; printf err >&2; exit 3", tmp_path, new_loop=new_loop)
-    assert res == {"exit_code": 3, "stdout": "out", "stderr": "err", "timed_out": False, "truncated": False}
+    assert res == {
+        "exit_code": 3,
+        "stdout": "out",
+        "stderr": "err",
+        "timed_out": False,
+        "truncated": False,
+    }
 
 
 def test_success(new_loop, tmp_path):
     assert run("echo hi", tmp_path, new_loop=new_loop) == {
-        "exit_code": 0, "stdout": "hi\n", "stderr": "", "timed_out": False, "truncated": False,
+        "exit_code": 0,
+        "stdout": "hi\n",
+        "stderr": "",
+        "timed_out": False,
+        "truncated": False,
     }
 
 
@@ -159,7 +169,8 @@ def test_big_output_capped_and_returns_promptly(new_loop, tmp_path):
 
 
 def test_stderr_capped_independently(new_loop, tmp_path):
-    res = run("head -c 5000 /dev/zero | tr '\\0' b >&2; printf %1000s | tr ' ' c", tmp_path, cap=1000, new_loop=new_loop)
+    cmd = "head -c 5000 /dev/zero | tr '\\0' b >&2; printf %1000s | tr ' ' c"
+    res = run(cmd, tmp_path, cap=1000, new_loop=new_loop)
     assert res["stderr"] == "b" * 1000
     assert res["stdout"] == "c" * 1000
     assert res["truncated"] is True and res["exit_code"] == 0
@@ -195,7 +206,13 @@ def test_partial_output_before_timeout(new_loop, tmp_path):
 
 def test_background_child_holding_stdout_is_killed_after_grace(new_loop, tmp_path):
     res, took = timed("sleep 30 & echo $! > bg.pid; echo done", tmp_path, new_loop=new_loop)
-    assert res == {"exit_code": 0, "stdout": "done\n", "stderr": "", "timed_out": False, "truncated": False}
+    assert res == {
+        "exit_code": 0,
+        "stdout": "done\n",
+        "stderr": "",
+        "timed_out": False,
+        "truncated": False,
+    }
     assert took < 1
     assert gone_within(read_pid(tmp_path / "bg.pid"))
 
@@ -208,7 +225,8 @@ def test_background_child_holding_only_stderr_is_killed_after_grace(new_loop, tm
 
 
 def test_detached_child_survives_normal_exit(new_loop, tmp_path):
-    res, took = timed("nohup sleep 30 >/dev/null 2>&1 & echo $! > detached.pid", tmp_path, new_loop=new_loop)
+    cmd = "nohup sleep 30 >/dev/null 2>&1 & echo $! > detached.pid"
+    res, took = timed(cmd, tmp_path, new_loop=new_loop)
     assert res["exit_code"] == 0 and not res["timed_out"]
     assert took < 1
     pid = read_pid(tmp_path / "detached.pid")
@@ -247,7 +265,9 @@ def test_from_a_loop_in_a_non_main_thread(new_loop, tmp_path):
 def test_cancellation_kills_the_group(new_loop, tmp_path):
     async def main():
         task = asyncio.create_task(
-            run_shell("echo $$ > shell.pid; sleep 30 & echo $! > child.pid; sleep 30", str(tmp_path), 30)
+            run_shell(
+                "echo $$ > shell.pid; sleep 30 & echo $! > child.pid; sleep 30", str(tmp_path), 30
+            )
         )
         await asyncio.sleep(0.3)
         assert (tmp_path / "child.pid").exists()
@@ -273,7 +293,9 @@ def test_multibyte_char_cut_at_cap_becomes_replacement(tmp_path):
 
 
 def test_own_process_group_and_session(new_loop, tmp_path):
-    out = run("echo $$; cut -d' ' -f5,6 /proc/$$/stat", tmp_path, new_loop=new_loop)["stdout"].split()
+    out = run("echo $$; cut -d' ' -f5,6 /proc/$$/stat", tmp_path, new_loop=new_loop)[
+        "stdout"
+    ].split()
     shell, pgid, sid = map(int, out)
     assert pgid == shell and sid == shell
     assert pgid != os.getpgrp() and sid != os.getsid(0)
@@ -304,3 +326,111 @@ def test_no_fds_or_zombies_left_behind(new_loop, tmp_path):
     arun(many(), new_loop)
     assert fds() == before
     assert zombie_children() == []
+
+
+def test_no_fds_leak_over_many_calls(new_loop, tmp_path):
+    async def twenty():
+        before = fds()  # the loop's own fds are open by now
+        for i in range(20):
+            res = await run_shell(f"echo {i}; echo e >&2; exit {i % 3}", str(tmp_path), 10)
+            assert (res["exit_code"], res["stdout"]) == (i % 3, f"{i}\n")
+        return before, fds()
+
+    before, after = arun(twenty(), new_loop)
+    assert after == before
+    assert zombie_children() == []
+
+
+def test_missing_cwd_raises_and_leaks_nothing(new_loop, tmp_path):
+    before = fds()
+    with pytest.raises(OSError):
+        run("true", tmp_path / "missing", new_loop=new_loop)
+    assert fds() == before
+    assert zombie_children() == []
+
+
+def test_endless_output_still_times_out(new_loop, tmp_path):
+    res, took = timed("yes", tmp_path, timeout=0.5, new_loop=new_loop)
+    assert res["timed_out"] is True and res["exit_code"] is None
+    assert res["truncated"] is True and len(res["stdout"]) == OUTPUT_CAP
+    assert took < 3
+
+
+def test_cancelled_twice_still_kills_and_reaps(new_loop, tmp_path):
+    async def main():
+        task = asyncio.create_task(
+            run_shell(
+                "echo $$ > shell.pid; sleep 30 & echo $! > child.pid; sleep 30", str(tmp_path), 30
+            )
+        )
+        await asyncio.sleep(0.3)
+        task.cancel()
+        await asyncio.sleep(0)  # now in the cancellation handler, waiting for the shell
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    before = fds()
+    arun(main(), new_loop)
+    assert fds() == before
+    assert zombie_children() == []
+    for name in ("shell.pid", "child.pid"):
+        assert gone_within(read_pid(tmp_path / name)), name
+
+
+@pytest.mark.parametrize("missing", ["no-function", "ENOSYS"])
+def test_without_pidfd_polls_for_exit(new_loop, tmp_path, monkeypatch, missing):
+    if missing == "no-function":
+        monkeypatch.delattr(shell.os, "pidfd_open", raising=False)
+    else:
+
+        def pidfd_open(pid, flags=0):
+            raise OSError(errno.ENOSYS, "Function not implemented")
+
+        monkeypatch.setattr(shell.os, "pidfd_open", pidfd_open)
+    before = fds()
+    assert run("printf out; exit 3", tmp_path, new_loop=new_loop)["exit_code"] == 3
+    assert run("kill -9 $$", tmp_path, new_loop=new_loop)["exit_code"] == 137
+    res, took = timed("sleep 30 & echo $! > bg.pid; echo done", tmp_path, new_loop=new_loop)
+    assert res["exit_code"] == 0 and res["stdout"] == "done\n" and took < 1
+    assert gone_within(read_pid(tmp_path / "bg.pid"))
+    res, took = timed(
+        "sleep 30 & echo $! > t.pid; sleep 30", tmp_path, timeout=0.3, new_loop=new_loop
+    )
+    assert res["timed_out"] is True and took < 2
+    assert gone_within(read_pid(tmp_path / "t.pid"))
+    assert fds() == before
+    assert zombie_children() == []
+
+
+def test_under_the_uvloop_policy_in_a_thread_like_a_ray_worker(tmp_path):
+    """Ray installs uvloop's policy (no child watcher) and runs asyncio.run in a thread."""
+    uvloop = pytest.importorskip("uvloop")
+    out = {}
+
+    async def both():
+        assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+        return await asyncio.gather(
+            run_shell("echo hi; exit 5", str(tmp_path), 10),
+            run_shell("sleep 30 & echo $! > t.pid; sleep 30", str(tmp_path), 0.3),
+        )
+
+    def body():
+        try:
+            out["res"] = asyncio.run(both())
+        except BaseException as e:  # noqa: BLE001 - reported below
+            out["err"] = e
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:
+        t = threading.Thread(target=body)
+        t.start()
+        t.join(15)
+    finally:
+        asyncio.set_event_loop_policy(None)
+    assert not t.is_alive()
+    assert "err" not in out, out.get("err")
+    res = out["res"]
+    assert (res[0]["exit_code"], res[0]["stdout"]) == (5, "hi\n")
+    assert res[1]["timed_out"] is True
+    assert gone_within(read_pid(tmp_path / "t.pid"))
