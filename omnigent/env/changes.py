@@ -48,11 +48,12 @@ from omnigent.errors import NotFound
 log = logging.getLogger(__name__)
 
 IGNORED_DIRS = frozenset({
-    ".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".nox",
+    ".git", ".hg", ".svn", ".omnigent", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".nox",
     ".mypy_cache", ".pytest_cache", ".ruff_cache", ".gradle", ".next", ".terraform",
 })
 FILE_CAP = 1024 * 1024        # bytes of one file kept in the baseline
 PACK_CAP = 256 * 1024 * 1024  # bytes kept in the baseline in all
+MAX_FILES = 300_000           # files in the baseline; past that it is partial
 ENTRY = "session.environment.filesystem.entry"
 
 
@@ -132,12 +133,16 @@ def walk_files(root: str, on_dir=None):
 
 class ChangeTracker:
     def __init__(self, root: str, state_dir: str, *, file_cap: int = FILE_CAP,
-                 pack_cap: int = PACK_CAP, reconcile_s: float = 30.0) -> None:
+                 pack_cap: int = PACK_CAP, reconcile_s: float = 30.0,
+                 max_files: int = MAX_FILES) -> None:
         self.root = root
         self.state_dir = state_dir
         self.file_cap = file_cap
         self.pack_cap = pack_cap
         self.reconcile_s = reconcile_s
+        self.max_files = max_files
+        self.partial = False
+        self._started_ns = 0
         self._lock = threading.RLock()
         self._base: dict[str, Base] = {}
         self._base_sorted: list[str] = []
@@ -166,7 +171,11 @@ class ChangeTracker:
         kept = 0
         offset = 0
         base: dict[str, Base] = {}
+        self._started_ns = time.time_ns()
         for rel, st in walk_files(self.root, on_dir=self._watch_dir):
+            if len(base) >= self.max_files:
+                self.partial = True  # see _status: older files count as unchanged
+                break
             data = None
             if kept + st.st_size <= self.pack_cap:
                 data = _read_tracked(os.path.join(self.root, rel), st, self.file_cap)
@@ -384,6 +393,8 @@ class ChangeTracker:
         if st is None:
             return ("deleted" if base is not None else None), None
         if base is None:
+            if self.partial and st.st_ctime_ns < self._started_ns:
+                return None, st  # beyond a partial baseline, and older than the session
             return "created", st
         key = _key(st)
         if key == base.key:

@@ -665,3 +665,30 @@ def test_changes_time_with_1000_changed_files(root, tracker):
     assert statuses == {"modified", "created"}
     assert again["data"] == out["data"]
     assert first < 0.2 and second < 0.2
+
+
+# ---------------------------------------------------------------------- partial baseline
+
+
+def test_partial_baseline_lists_only_files_newer_than_the_session(root, tracker):
+    for i in range(5):
+        put(root, f"old{i}.txt", f"{i}")
+    time.sleep(0.01)
+    t = tracker(max_files=2)
+    assert t.partial is True
+    sh(root, "echo new > new.txt")
+    t.reconcile()  # marks every file the baseline does not hold as a suspect
+    # files older than the session that the baseline could not hold are not "created"
+    assert listed(t) == {"new.txt": "created"}
+
+
+def test_own_state_directory_inside_the_root_is_not_tracked(tmp_path, root):
+    t = ChangeTracker(root, os.path.join(root, ".omnigent", "runners", "r1"),
+                      reconcile_s=3600.0)
+    try:
+        t.start()
+        put(root, "a.txt", "x")
+        t.reconcile()
+        assert listed(t) == {"a.txt": "created"}
+    finally:
+        t.close()
