@@ -170,6 +170,9 @@ class AppState:
     async def _forward(self, link: RunnerLink, method, raw_path, query, body, content_type,
                        timeout: float):
         deadlines = self._in_flight.setdefault(link.host_id, set())
+        if self.hosts.get(link.host_id, {}).get("status") != "online":
+            # no watch on an offline host: a frozen machine must not hold the caller long
+            timeout = min(timeout, self.settings.host_call_timeout_s)
         try:
             async with asyncio.timeout(timeout) as deadline:
                 deadlines.add(deadline)

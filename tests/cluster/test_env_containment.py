@@ -216,3 +216,49 @@ def test_sibling_sharing_the_prefix_is_outside(world):
         assert sorted(os.listdir(os.path.join(base, "ws-evil"))) == ["secret"]
     finally:
         world.alice.delete(f"/v1/sessions/{sid}")
+
+
+def test_escapes_are_decoded_once(box):
+    """`%252E%252E%252F…` is a file literally named `%2E%2E%2F…` inside the root: the
+    path is decoded once, never twice (a second decoding would make it `../…`)."""
+    name = "%2E%2E%2Foutside%2Fsecret.txt"
+    status, body = box.raw("GET", "/filesystem/" + name.replace("%", "%25"))
+    assert status == 404 and body["error"]["code"] == "path_not_found", body
+    status, body = box.raw("PUT", "/filesystem/" + name.replace("%", "%25"),
+                           b'{"content": "literal"}')
+    assert status == 200 and body["path"] == name, body
+    assert Path(box.ws, name).read_text() == "literal"
+    assert Path(box.base, "outside", "secret.txt").read_text() == SECRET
+    os.unlink(os.path.join(box.ws, name))
+
+
+def test_symlink_loops_fail_cleanly(box):
+    """A link that points at itself (or a cycle) names nothing that can be read or
+    written: an error in the contract's shape (a 4xx, or 502 host_io_error), never an
+    unhandled 500, nothing replaced, and the session keeps answering normally after it."""
+    os.symlink("loop", os.path.join(box.ws, "loop"))
+    os.symlink("cyc2", os.path.join(box.ws, "cyc1"))
+    os.symlink("cyc1", os.path.join(box.ws, "cyc2"))
+    try:
+        wrong = {}
+        for rel in ("loop", "cyc1", "loop/x"):
+            for method, body in (("GET", None), ("PUT", b'{"content": "x"}'),
+                                 ("PATCH", b'{"old_text": "a", "new_text": "b"}'),
+                                 ("DELETE", None), ("GET", None)):
+                if method == "DELETE" and rel != "loop/x":
+                    continue  # deleting the link itself is fine
+                status, answer = box.raw(method, f"/filesystem/{rel}", body)
+                code = answer.get("error", {}).get("code") if isinstance(answer, dict) else None
+                if not (400 <= status < 500 and code) and (status, code) != (502, "host_io_error"):
+                    wrong[f"{method} {rel}"] = (status, answer)
+                # whatever that answer was, the next request is served as usual
+                status, answer = box.raw("GET", "/filesystem/ok.txt")
+                if status != 200:
+                    wrong[f"GET ok.txt after {method} {rel}"] = (status, answer)
+        assert not wrong, wrong
+        assert os.readlink(os.path.join(box.ws, "loop")) == "loop"
+        assert os.readlink(os.path.join(box.ws, "cyc1")) == "cyc2"
+    finally:
+        for name in ("loop", "cyc1", "cyc2"):
+            if os.path.lexists(os.path.join(box.ws, name)):
+                os.unlink(os.path.join(box.ws, name))

@@ -29,6 +29,8 @@ FILES = {
     "read/blob": b"\x00\x01\x02\xff" * 10,
     "read/big.txt": b"x" * (5 * MiB),
     "read/big.bin": b"\x00\xfe" * (5 * MiB // 2),
+    "read/big-utf8.txt": "✓" * (2 * MiB // 3 + 5),  # 3-byte characters across the cap
+    "read/latin1.txt": "café crème\n".encode("latin-1"),
 }
 
 
@@ -206,6 +208,20 @@ def test_read_large_file_is_truncated_at_1_mib(env):
     assert body["truncated"] is True and body["bytes"] == 5 * MiB
     assert body["encoding"] == "base64"
     assert base64.b64decode(body["content"]) == b"\x00\xfe" * (MiB // 2)
+
+
+def test_read_cut_inside_a_character_stays_text(env):
+    body = env.get("read/big-utf8.txt").json()
+    assert body["truncated"] is True and body["bytes"] == 3 * (2 * MiB // 3 + 5)
+    assert body["encoding"] == "utf-8", body["encoding"]
+    assert set(body["content"]) == {"✓"}
+    assert MiB - 3 < len(body["content"].encode()) <= MiB
+
+
+def test_read_text_that_is_not_utf8_is_base64(env):
+    body = env.get("read/latin1.txt").json()
+    assert body["encoding"] == "base64"
+    assert base64.b64decode(body["content"]) == "café crème\n".encode("latin-1")
 
 
 def test_read_missing_is_404(env):
@@ -402,6 +418,11 @@ def test_edit_not_found_or_ambiguous_changes_nothing(env):
     r = env.client.patch(env.fs("ed/g.txt"), json={"old_text": "one", "new_text": "x"})
     assert r.status_code == 409 and error_code(r) == "ambiguous_match", r.text
     assert (path.read_bytes(), os.stat(path).st_ino, os.stat(path).st_mtime_ns) == before
+    # overlapping occurrences are two occurrences
+    put_files(env.ws, {"ed/h.txt": "xaaax"})
+    r = env.client.patch(env.fs("ed/h.txt"), json={"old_text": "aa", "new_text": "b"})
+    assert r.status_code == 409 and error_code(r) == "ambiguous_match", r.text
+    assert env.disk("ed/h.txt").read_text() == "xaaax"
     # a missing file is 404 as well; bad bodies 422
     r = env.client.patch(env.fs("ed/none.txt"), json={"old_text": "a", "new_text": "b"})
     assert r.status_code == 404 and not env.disk("ed/none.txt").exists()

@@ -93,6 +93,9 @@ def test_include_globs(search):
     assert _paths(search("main", include="src/**")) == [
         "src/Main_Helper.rb", "src/main.py", "src/util/deep/er/main.go"]
     assert _paths(search("main", include="**/*.go")) == ["src/util/deep/er/main.go"]
+    # a leading "/" anchors a glob at the root
+    assert _paths(search("main", include="/src/*")) == ["src/Main_Helper.rb", "src/main.py"]
+    assert _paths(search("x", include="/maindir/**")) == ["maindir/x.txt"]
     # several, comma separated
     assert _paths(search("main", include="*.go, *.js")) == [
         "node_modules/pkg/main.js", "src/util/deep/er/main.go"]

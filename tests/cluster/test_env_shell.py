@@ -52,6 +52,22 @@ def test_runs_in_the_root_with_separate_streams_and_exit_code(sh):
     assert out["stdout"] == f"{sh.ws}\n[]\n"
 
 
+def test_stdin_is_empty_and_output_is_decoded_leniently(sh):
+    t0 = time.monotonic()
+    out = sh.run("cat; echo after; printf 'bad \\377 byte\\n'; printf '\\376' >&2")
+    assert time.monotonic() - t0 < 5
+    assert out["exit_code"] == 0
+    assert out["stdout"] == "after\nbad \ufffd byte\n" and out["stderr"] == "\ufffd"
+
+
+def test_big_output_on_both_streams_at_once(sh):
+    out = sh.run("for i in $(seq 1 2000); do printf '%0100d\\n' $i; printf '%0100d\\n' $i >&2;"
+                 " done")
+    assert out["exit_code"] == 0 and out["truncated"] is False
+    lines = [f"{i:0100d}" for i in range(1, 2001)]
+    assert out["stdout"].splitlines() == lines and out["stderr"].splitlines() == lines
+
+
 def test_runs_in_its_own_process_group(sh):
     out = sh.run("echo $$; ps -o pgid= -p $$; ps -o sid= -p $$; echo $PPID")
     pid, pgid, sess, ppid = (int(x) for x in out["stdout"].split())
