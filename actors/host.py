@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import threading
 
 import ray
@@ -35,6 +36,22 @@ class HostActor:
         self._data = host_data_server(ray.util.get_node_ip_address(), self._data_key,
                                       lambda: self.home)
         self._data.start()
+        self._remove_stale_runner_state()
+
+    def _remove_stale_runner_state(self) -> None:
+        """Baselines left on this machine by runners that died without stopping."""
+        from actors.runner import runner_state_dir
+
+        parent = runner_state_dir(self.namespace)
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            return
+        for name in names:
+            try:
+                ray.get_actor(name, namespace=self.namespace)
+            except ValueError:
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
     def ready(self) -> dict:
         return {"node_id": self.node_id, "pid": os.getpid(), "home": self.home}

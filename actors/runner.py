@@ -23,9 +23,10 @@ from omnigent.env.changes import ChangeTracker
 RECONCILE_ENV = "OMNIGENT_RECONCILE_S"
 
 
-def runner_state_dir(runner_id: str) -> str:
-    """Where a runner keeps its baseline on the host (removed when it stops)."""
-    return os.path.join(os.path.expanduser("~/.omnigent/runners"), runner_id)
+def runner_state_dir(namespace: str, runner_id: str = "") -> str:
+    """Where a runner keeps its baseline on the host (removed when it stops); without a
+    runner id, the directory holding those of one server (Ray namespace)."""
+    return os.path.join(os.path.expanduser("~/.omnigent/runners"), namespace, runner_id)
 
 
 class RunnerActor:
@@ -42,7 +43,7 @@ class RunnerActor:
         self.stopped = False
         self._stopped = asyncio.Event()
         self.tracker = ChangeTracker(
-            self.root, runner_state_dir(runner_id),
+            self.root, runner_state_dir(ray.get_runtime_context().namespace, runner_id),
             reconcile_s=float(os.environ.get(RECONCILE_ENV, "30")))
         self.tracker.start()
         self._data = KeyedServer(ray.util.get_node_ip_address(), secrets.token_urlsafe(32),
