@@ -171,7 +171,8 @@ class ChangeTracker:
         kept = 0
         offset = 0
         base: dict[str, Base] = {}
-        self._started_ns = time.time_ns()
+        # file times come from a coarse clock that may lag this one by a tick
+        self._started_ns = time.time_ns() - 20_000_000
         for rel, st in walk_files(self.root, on_dir=self._watch_dir):
             if len(base) >= self.max_files:
                 self.partial = True  # see _status: older files count as unchanged

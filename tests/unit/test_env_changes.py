@@ -673,7 +673,7 @@ def test_changes_time_with_1000_changed_files(root, tracker):
 def test_partial_baseline_lists_only_files_newer_than_the_session(root, tracker):
     for i in range(5):
         put(root, f"old{i}.txt", f"{i}")
-    time.sleep(0.01)
+    time.sleep(0.1)
     t = tracker(max_files=2)
     assert t.partial is True
     sh(root, "echo new > new.txt")
