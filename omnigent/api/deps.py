@@ -23,6 +23,7 @@ from omnigent.domain.ownership import owned_host
 from omnigent.errors import HostOffline, RunnerUnavailable, Unauthenticated, UpstreamTimeout
 
 log = logging.getLogger(__name__)
+IDEMPOTENT = ("GET", "HEAD", "PUT", "DELETE")  # safe to send again on a fresh link
 
 
 class AppState:
@@ -154,7 +155,7 @@ class AppState:
                                 query: str, body: bytes, content_type: str | None,
                                 timeout: float) -> tuple[int, bytes, str | None]:
         """Send a resource request to the session's runner; one retry on a fresh link
-        when the runner surely never saw it."""
+        when the runner surely never saw it, or the method is idempotent."""
         link = await self.runner_link(user, session_id)
         for attempt in (1, 2):
             try:
@@ -162,7 +163,7 @@ class AppState:
                                            timeout)
             except RunnerLinkDown as down:
                 self._runner_links.pop(session_id, None)
-                if attempt == 2 or not down.unsent:
+                if attempt == 2 or not (down.unsent or method in IDEMPOTENT):
                     raise RunnerUnavailable("the session's runner is not reachable") from None
                 link = await self.runner_link(user, session_id, fresh=True)
         raise AssertionError("unreachable")

@@ -9,6 +9,7 @@ target with one rename, so a reader sees the old file or the new one, never half
 from __future__ import annotations
 
 import base64
+import errno
 import mimetypes
 import os
 import shutil
@@ -69,7 +70,7 @@ def get(root: str, rel: str | None, *, limit: int = 20, after: str | None = None
     except (FileNotFoundError, NotADirectoryError):
         raise NotFound(f"no such file or directory: {norm or '.'}", code="path_not_found") from None
     except OSError as exc:
-        raise HostIOError(f"cannot read {norm or '.'}: {exc.strerror}") from None
+        raise _os_error(exc, norm or ".") from None
     if is_dir:
         return list_dir(root, norm, real, limit=limit, after=after, before=before, order=order)
     return read_file(norm, real, cap)
@@ -165,7 +166,7 @@ class _open_regular:
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"no such file: {norm}", code="path_not_found") from None
         except OSError as exc:
-            raise HostIOError(f"cannot open {norm}: {exc.strerror}") from None
+            raise _os_error(exc, norm) from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise InvalidRequest(f"not a regular file: {norm}", code="not_a_file")
@@ -201,11 +202,14 @@ def write_file(root: str, rel: str | None, data: bytes) -> dict:
 def atomic_write(real: str, data: bytes, norm: str) -> None:
     """Replace `real` with `data` in one rename, keeping an existing file's mode."""
     try:
-        mode = stat.S_IMODE(os.stat(real).st_mode)
-        if stat.S_ISDIR(os.stat(real).st_mode):
-            raise InvalidRequest(f"is a directory: {norm}", code="is_a_directory")
+        st = os.stat(real)
     except FileNotFoundError:
-        mode = None
+        st = None
+    except OSError as exc:
+        raise _os_error(exc, norm) from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise InvalidRequest(f"is a directory: {norm}", code="is_a_directory")
+    mode = stat.S_IMODE(st.st_mode) if st is not None else None
     tmp = os.path.join(os.path.dirname(real), f".{os.path.basename(real)}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -223,6 +227,13 @@ def atomic_write(real: str, data: bytes, norm: str) -> None:
     except OSError as exc:
         _unlink_quietly(tmp)
         raise HostIOError(f"cannot write {norm}: {exc.strerror}") from None
+
+
+def _os_error(exc: OSError, norm: str) -> Exception:
+    """A symlink loop is the client's path's fault (400); anything else is the host's."""
+    if exc.errno == errno.ELOOP:
+        return InvalidPath(f"too many levels of symbolic links: {norm}")
+    return HostIOError(f"cannot use {norm}: {exc.strerror}")
 
 
 def _unlink_quietly(path: str) -> None:
@@ -267,6 +278,8 @@ def delete_path(root: str, rel: str | None, recursive: bool = False) -> dict:
         st = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         raise NotFound(f"no such file or directory: {norm}", code="path_not_found") from None
+    except OSError as exc:
+        raise _os_error(exc, norm) from None
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
         kind = "symlink" if stat.S_ISLNK(st.st_mode) else "file"
         size, count = (st.st_size if kind == "file" else 0), 1
