@@ -6,7 +6,7 @@ import os
 import stat
 
 from omnigent.domain.host_paths import expand_home, normalize_host_path
-from omnigent.domain.pagination import LIMIT_MAX, LIMIT_MIN, list_envelope
+from omnigent.domain.pagination import LIMIT_MAX, LIMIT_MIN, list_envelope, page_of_keys
 from omnigent.errors import HostIOError, InvalidPath, InvalidRequest, NotFound
 
 
@@ -53,20 +53,7 @@ def list_directory(
         raise HostIOError(f"cannot list {path}: {exc.strerror}") from None
     # Entries are pages of names in order, so only the names on the page (and one more,
     # for has_more) are stat-ed; a dangling symlink is skipped and the next name taken.
-    names.sort()
-    if before is not None:
-        names = [n for n in names if os.path.join(path, n) < before][::-1]
-    elif after is not None:
-        names = [n for n in names if os.path.join(path, n) > after]
-    page: list[dict] = []
-    for name in names:
-        entry = _entry(path, name)
-        if entry is not None:
-            page.append(entry)
-            if len(page) > limit:
-                break
-    has_more = len(page) > limit
-    page = page[:limit]
-    if before is not None:
-        page.reverse()
-    return list_envelope(page, has_more, id_field="path")
+    keys = sorted(os.path.join(path, n) for n in names)
+    page = page_of_keys(keys, lambda key: _entry(path, os.path.basename(key)), limit=limit,
+                        after=after, before=before)
+    return list_envelope(page.items, page.has_more, id_field="path")

@@ -54,6 +54,40 @@ def paginate_by_key(
     return Page(list(ordered[:limit]), len(ordered) > limit)
 
 
+def page_of_keys(
+    keys: list[str],
+    build: Callable[[str], dict | None],
+    *,
+    limit: int,
+    after: str | None = None,
+    before: str | None = None,
+    descending: bool = False,
+) -> Page[dict]:
+    """One page over `keys` (already sorted in the page's order), building only the items
+    on the page and one more (for has_more); a key whose `build` gives None (say, a file
+    removed meanwhile) is skipped and the next one taken."""
+
+    def beyond(key: str, cursor: str) -> bool:  # strictly after `cursor` in this order
+        return key < cursor if descending else key > cursor
+
+    if before is not None:
+        keys = [k for k in keys if beyond(before, k)][::-1]
+    elif after is not None:
+        keys = [k for k in keys if beyond(k, after)]
+    items: list[dict] = []
+    for key in keys:
+        item = build(key)
+        if item is not None:
+            items.append(item)
+            if len(items) > limit:
+                break
+    has_more = len(items) > limit
+    items = items[:limit]
+    if before is not None:
+        items.reverse()
+    return Page(items, has_more)
+
+
 def list_envelope(data: list[dict], has_more: bool, id_field: str = "id") -> dict:
     """The contract's list envelope."""
     return {

@@ -16,7 +16,7 @@ import shutil
 import stat
 import uuid
 
-from omnigent.domain.pagination import LIMIT_MAX, LIMIT_MIN, list_envelope
+from omnigent.domain.pagination import LIMIT_MAX, LIMIT_MIN, list_envelope, page_of_keys
 from omnigent.env.paths import inside, resolve
 from omnigent.errors import Conflict, HostIOError, InvalidPath, InvalidRequest, NotFound
 
@@ -91,27 +91,9 @@ def list_dir(root: str, norm: str, real: str, *, limit: int, after: str | None,
         raise HostIOError(f"cannot list {norm or '.'}: {exc.strerror}") from None
     prefix = norm + "/" if norm else ""
     keys = sorted((prefix + n for n in names), reverse=order == "desc")
-    desc = order == "desc"
-
-    def beyond(key: str, cursor: str) -> bool:  # strictly after `cursor` in this order
-        return key < cursor if desc else key > cursor
-
-    if before is not None:
-        keys = [k for k in keys if beyond(before, k)][::-1]
-    elif after is not None:
-        keys = [k for k in keys if beyond(k, after)]
-    page: list[dict] = []
-    for key in keys:  # dangling symlinks are skipped; the next name takes their place
-        item = entry(root, key)
-        if item is not None:
-            page.append(item)
-            if len(page) > limit:
-                break
-    has_more = len(page) > limit
-    page = page[:limit]
-    if before is not None:
-        page.reverse()
-    return list_envelope(page, has_more)
+    page = page_of_keys(keys, lambda key: entry(root, key), limit=limit, after=after,
+                        before=before, descending=order == "desc")
+    return list_envelope(page.items, page.has_more)
 
 
 def read_file(norm: str, real: str, cap: int = READ_CAP) -> dict:

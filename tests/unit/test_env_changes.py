@@ -17,6 +17,7 @@ import pytest
 from omnigent.env import changes as changes_mod
 from omnigent.env.changes import ChangeTracker
 from omnigent.errors import InvalidPath, NotFound
+from tests.unit.files import put
 
 
 def _inotify_fds() -> int:
@@ -59,16 +60,6 @@ def tracker(tmp_path, root):
         if fd is not None and fd.is_alive():
             fd.stop()
             fd.join(5)
-
-
-def put(root, rel, data=b"", mtime=None):
-    path = os.path.join(root, rel)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data if isinstance(data, bytes) else data.encode())
-    if mtime is not None:
-        os.utime(path, (mtime, mtime))
-    return path
 
 
 def sh(root, command):

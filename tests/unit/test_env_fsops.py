@@ -12,6 +12,7 @@ import pytest
 from omnigent.env import fsops
 from omnigent.env.fsops import READ_CAP, delete_path, edit_file, get, write_file
 from omnigent.errors import Conflict, HostIOError, InvalidPath, InvalidRequest, NotFound
+from tests.unit.files import put
 
 ENTRY = "session.environment.filesystem.entry"
 
@@ -30,16 +31,6 @@ def outside(tmp_path):
     with open(os.path.join(o, "secret"), "w") as f:
         f.write("top secret\n")
     return o
-
-
-def put(root, rel, data=b"", mtime=None):
-    path = os.path.join(root, rel)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data if isinstance(data, bytes) else data.encode())
-    if mtime is not None:
-        os.utime(path, (mtime, mtime))
-    return path
 
 
 def read(root, rel):
