@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
+import shutil
 import time
 
 import ray
@@ -18,6 +20,7 @@ import ray
 from actors import options
 from actors.calls import UNREACHABLE, call, get_named
 from omnigent.config import Settings
+from omnigent.domain.files import file_resource
 from omnigent.domain.ownership import owned_host
 from omnigent.domain.pagination import list_envelope, paginate_by_key
 from omnigent.errors import (
@@ -34,6 +37,13 @@ from omnigent.store import Store
 
 log = logging.getLogger(__name__)
 LIVE = ("launching", "running")
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _hash(secret: str) -> str:
@@ -274,12 +284,68 @@ class ControlActor:
                 await self._with_session_actor(
                     session_id, lambda a: a.stop_runner.remote(session["runner_id"]))
             self.store.delete_session(session_id)
+            self.store.delete_files_of(session_id)
+            shutil.rmtree(os.path.join(self.settings.files_dir, session_id), ignore_errors=True)
             entry = self.session_actors.pop(session_id, None)
             if entry is not None:
                 ray.kill(entry[0])
         elif session is not None:
             raise NotFound(f"session not found: {session_id}", code="session_not_found")
         return {"id": session_id, "object": "session.deleted", "deleted": True}
+
+    # files ------------------------------------------------------------------------
+    def _file_path(self, session_id: str, file_id: str) -> str:
+        return os.path.join(self.settings.files_dir, session_id, file_id)
+
+    async def add_file(self, user: str, session_id: str, staged: str, meta: dict) -> dict:
+        """Take a fully received upload (a staged file on this machine) into the session."""
+        try:
+            self._owned_session(user, session_id)
+            meta = {**meta, "id": new_id("file"), "session_id": session_id,
+                    "created_at": int(time.time())}
+            path = self._file_path(session_id, meta["id"])
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.replace(staged, path)
+        except BaseException:
+            _unlink(staged)
+            raise
+        self.store.put_file(meta)
+        return file_resource(meta)
+
+    def _owned_file(self, user: str, session_id: str, file_id: str) -> dict:
+        self._owned_session(user, session_id)
+        meta = self.store.get_file(file_id)
+        if meta is None or meta["session_id"] != session_id:
+            raise NotFound(f"file not found: {file_id}", code="file_not_found")
+        return meta
+
+    async def list_files(self, user: str, session_id: str, limit: int, after: str | None,
+                         before: str | None, order: str) -> dict:
+        self._owned_session(user, session_id)
+        page = paginate_by_key(self.store.files_of(session_id), key=lambda f: f["id"],
+                               limit=limit, after=after, before=before,
+                               descending=order == "desc")
+        return list_envelope([file_resource(f) for f in page.items], page.has_more)
+
+    async def get_file(self, user: str, session_id: str, file_id: str) -> dict:
+        """The file's resource, and where its bytes are (for the API on this node)."""
+        meta = self._owned_file(user, session_id, file_id)
+        return {"resource": file_resource(meta), "path": self._file_path(session_id, file_id)}
+
+    async def delete_file(self, user: str, session_id: str, file_id: str) -> dict:
+        self._owned_file(user, session_id, file_id)
+        self.store.delete_file(file_id)
+        _unlink(self._file_path(session_id, file_id))
+        return {"id": file_id, "object": "session.resource.deleted", "deleted": True}
+
+    async def file_chunks(self, session_id: str, file_id: str, chunk: int = 4 * 2**20):
+        """The bytes of a session's file, streamed to a runner on another node."""
+        meta = self.store.get_file(file_id)
+        if meta is None or meta["session_id"] != session_id:
+            raise NotFound(f"file not found: {file_id}", code="file_not_found")
+        with open(self._file_path(session_id, file_id), "rb") as f:
+            while data := await asyncio.to_thread(f.read, chunk):
+                yield data
 
     # runners ----------------------------------------------------------------------
     async def launch_runner(self, user: str, host_id: str, session_id: str, workspace: str,

@@ -10,6 +10,7 @@ live runner; it returns "runner_exited" after `stop()`, and raises if the actor 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import secrets
 import time
@@ -78,6 +79,32 @@ class RunnerActor:
 
     def resources(self) -> list[dict]:
         return [self.environment()]
+
+    # files -----------------------------------------------------------------------------
+    def fetch_file(self, file_id: str) -> dict:
+        """Bring one of the session's uploaded files to this host (streamed from the
+        server in chunks, checked against its sha256); where it is, for the agent to read.
+        Blocking: called from the data path's worker threads."""
+        control = ray.get_actor("control", namespace=ray.get_runtime_context().namespace)
+        target = os.path.join(self.tracker.state_dir, "files", file_id)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        partial = f"{target}.{secrets.token_hex(4)}.part"
+        digest, size = hashlib.sha256(), 0
+        try:
+            with open(partial, "wb") as out:
+                chunks = control.file_chunks.options(
+                    _generator_backpressure_num_objects=4).remote(self.session_id, file_id)
+                for ref in chunks:
+                    data = ray.get(ref, timeout=60)
+                    digest.update(data)
+                    size += len(data)
+                    out.write(data)
+            os.replace(partial, target)
+        except BaseException:
+            if os.path.exists(partial):
+                os.unlink(partial)
+            raise
+        return {"file_id": file_id, "path": target, "bytes": size, "sha256": digest.hexdigest()}
 
     # lifecycle -------------------------------------------------------------------------
     async def wait_exit(self) -> str:

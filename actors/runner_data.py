@@ -148,6 +148,16 @@ def runner_app(runner: "RunnerActor"):
         result = await shell.run_shell(body.command, root, body.timeout)
         return _json({"object": "session.environment.shell_result", **result, "cwd": root})
 
+    @r.post("/files/{file_id}/fetch")
+    async def fetch_file(file_id: str):
+        """Bring an uploaded file to this host for the agent (not in the reference)."""
+        try:
+            return _json(await asyncio.to_thread(runner.fetch_file, file_id))
+        except Exception as exc:  # the server's NotFound comes back wrapped by Ray
+            from actors.calls import unwrap
+
+            raise unwrap(exc) from None
+
     @r.get("/{resource_id}")
     async def get_resource(resource_id: str):
         for res in runner.resources():

@@ -32,10 +32,17 @@ class Settings:
     session_idle_s: float = 300.0
     # How long the API trusts a token it has already checked.
     token_cache_s: float = 30.0
+    # The largest file a session may upload (bytes); more gives 413.
+    file_cap_bytes: int = 1024 ** 3
 
     @property
     def db_path(self) -> str:
         return str(Path(self.state_dir) / "omnigent.db")
+
+    @property
+    def files_dir(self) -> str:
+        """Uploaded files: `<files_dir>/<session id>/<file id>`, staged in `.incoming`."""
+        return str(Path(self.state_dir) / "files")
 
     @property
     def namespace(self) -> str:

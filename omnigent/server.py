@@ -150,7 +150,8 @@ def _ray_auth_token() -> str | None:
 def serve_forever(port: int, address: str | None, bind_host: str, node_ip: str | None) -> int:
     t0 = time.monotonic()
     settings = Settings(state_dir=str(state_dir()), host=bind_host, port=port,
-                        session_idle_s=float(os.environ.get("OMNIGENT_SESSION_IDLE_S", 300)))
+                        session_idle_s=float(os.environ.get("OMNIGENT_SESSION_IDLE_S", 300)),
+                        file_cap_bytes=int(os.environ.get("OMNIGENT_FILE_CAP_BYTES", 1024 ** 3)))
     Path(settings.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
     user = local_user()
     token = ensure_local_token(settings, user)

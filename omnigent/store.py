@@ -28,6 +28,9 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE INDEX IF NOT EXISTS sessions_owner ON sessions (owner, id);
 CREATE TABLE IF NOT EXISTS runners (
     id TEXT PRIMARY KEY, session_id TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    id TEXT PRIMARY KEY, session_id TEXT NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS files_session ON files (session_id, id);
 """
 
 
@@ -181,6 +184,30 @@ class Store:
         rows = self._db.execute("SELECT data FROM runners").fetchall()
         out = [json.loads(r[0]) for r in rows]
         return [r for r in out if r["status"] in ("launching", "running")]
+
+    # files ----------------------------------------------------------------------
+    def put_file(self, meta: dict) -> None:
+        with self._db:
+            self._db.execute("INSERT INTO files VALUES (?, ?, ?)",
+                             (meta["id"], meta["session_id"], json.dumps(meta)))
+
+    def get_file(self, file_id: str) -> dict | None:
+        row = self._db.execute("SELECT data FROM files WHERE id = ?", (file_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def files_of(self, session_id: str) -> list[dict]:
+        rows = self._db.execute(
+            "SELECT data FROM files WHERE session_id = ? ORDER BY id", (session_id,)
+        ).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def delete_file(self, file_id: str) -> bool:
+        with self._db:
+            return self._db.execute("DELETE FROM files WHERE id = ?", (file_id,)).rowcount > 0
+
+    def delete_files_of(self, session_id: str) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM files WHERE session_id = ?", (session_id,))
 
 
 def _host_row(r: tuple) -> dict:

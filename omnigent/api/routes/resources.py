@@ -1,4 +1,5 @@
-"""Session resources served by the session's runner (environments; terminals later).
+"""Session resources served by the session's runner (environments; terminals later), and
+the generic resource routes, which add the session's files (kept on the server).
 
 One route forwards them all: the runner, on the host, validates the request and answers
 in the contract's shape (actors/runner_data.py), so the API only checks who is asking,
@@ -7,14 +8,17 @@ finds the runner, and passes bytes both ways.
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from actors.calls import call
 from omnigent.api.deps import AppState, current_user, state
-from omnigent.errors import InvalidRequest, PayloadTooLarge
+from omnigent.api.responses import Json
+from omnigent.errors import InvalidRequest, PayloadTooLarge, Unavailable
 
 router = APIRouter(prefix="/v1/sessions/{session_id}/resources")
 User = Annotated[str, Depends(current_user)]
@@ -25,15 +29,47 @@ SHELL_TIMEOUT_S = 3600 + 30
 DEFAULT_TIMEOUT_S = 60
 
 
+@router.get("")
+async def list_resources(session_id: str, request: Request, user: User, st: State,
+                         type: Literal["environment", "terminal", "file"] | None = None):
+    """The runner's inventory (it must be bound) with the session's files added."""
+    status, data, content_type = await _forward(session_id, "", request, user, st)
+    if status != 200 or type not in (None, "file"):
+        return Response(data, status, media_type=content_type)
+    body = json.loads(data)
+    files = await call(st.control.list_files.remote(user, session_id, 1000, None, None, "asc"),
+                       timeout=30, unreachable=Unavailable("the control plane is unavailable"))
+    body["data"] = [r for r in body["data"] if r["type"] != "file"] + files["data"]
+    body["first_id"] = body["data"][0]["id"] if body["data"] else None
+    body["last_id"] = body["data"][-1]["id"] if body["data"] else None
+    body["has_more"] = bool(body.get("has_more")) or files["has_more"]
+    return Json(body)
+
+
+@router.get("/{resource_id}")
+async def get_resource(session_id: str, resource_id: str, request: Request, user: User,
+                       st: State):
+    if resource_id.startswith("file_"):  # files live on the server, runner or not
+        found = await call(st.control.get_file.remote(user, session_id, resource_id),
+                           timeout=30, unreachable=Unavailable("the control plane is unavailable"))
+        return Json(found["resource"])
+    return await forward(session_id, "/" + resource_id, request, user, st)
+
+
 @router.api_route("{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                   include_in_schema=False)
 async def forward(session_id: str, rest: str, request: Request, user: User, st: State):
+    status, data, content_type = await _forward(session_id, rest, request, user, st)
+    return Response(data, status, media_type=content_type)
+
+
+async def _forward(session_id: str, rest: str, request: Request, user: str, st: AppState):
     body = await _read_body(request)
     timeout = SHELL_TIMEOUT_S if rest.endswith("/shell") else DEFAULT_TIMEOUT_S
     status, data, content_type = await st.forward_to_runner(
         user, session_id, request.method, _raw_suffix(request, rest), request.url.query,
         body, request.headers.get("content-type"), timeout)
-    return Response(data, status, media_type=content_type)
+    return status, data, content_type
 
 
 def _raw_suffix(request: Request, rest: str) -> str:

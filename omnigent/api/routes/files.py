@@ -1,0 +1,87 @@
+"""File resources: upload (streamed to disk on the server's node), list, metadata,
+content (with Range, ETag and 304), delete. They work with or without a runner."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import FileResponse, Response
+
+from actors.calls import call
+from omnigent.api import uploads
+from omnigent.api.deps import AppState, current_user, state
+from omnigent.api.responses import Json
+from omnigent.domain.files import content_disposition
+from omnigent.errors import NotFound, Unavailable
+
+router = APIRouter(prefix="/v1/sessions/{session_id}/resources/files")
+User = Annotated[str, Depends(current_user)]
+State = Annotated[AppState, Depends(state)]
+UNAVAILABLE = Unavailable("the control plane is unavailable")
+
+
+async def _control(ref, timeout: float = 30.0):
+    return await call(ref, timeout=timeout, unreachable=UNAVAILABLE)
+
+
+@router.get("")
+async def list_files(session_id: str, user: User, st: State,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+                     after: str | None = None, before: str | None = None,
+                     order: Literal["asc", "desc"] = "desc"):
+    return Json(await _control(st.control.list_files.remote(
+        user, session_id, limit, after, before, order)))
+
+
+@router.post("", status_code=201)
+async def upload(session_id: str, request: Request, user: User, st: State):
+    await _control(st.control.get_session.remote(user, session_id))  # 404 before any byte
+    try:
+        staged = await uploads.receive(request, os.path.join(st.settings.files_dir, ".incoming"),
+                                       st.settings.file_cap_bytes)
+    except uploads.Incomplete:
+        return Response(status_code=400)  # nobody is listening any more
+    resource = await _control(st.control.add_file.remote(
+        user, session_id, staged.path, staged.meta()))
+    return Json(resource, status_code=201)
+
+
+@router.get("/{file_id}")
+async def get_file(session_id: str, file_id: str, user: User, st: State):
+    found = await _control(st.control.get_file.remote(user, session_id, file_id))
+    return Json(found["resource"])
+
+
+@router.get("/{file_id}/content")
+async def download(session_id: str, file_id: str, request: Request, user: User, st: State):
+    found = await _control(st.control.get_file.remote(user, session_id, file_id))
+    meta = found["resource"]["metadata"]
+    etag = f'"{meta["sha256"]}"'
+    headers = {"etag": etag, "x-content-type-options": "nosniff",
+               "content-disposition": content_disposition(meta["filename"]),
+               "cache-control": "private, no-cache"}
+    if _matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    if not os.path.exists(found["path"]):
+        raise NotFound(f"file not found: {file_id}", code="file_not_found")
+    return _Download(found["path"], media_type=meta["content_type"], headers=headers)
+
+
+@router.delete("/{file_id}")
+async def delete_file(session_id: str, file_id: str, user: User, st: State):
+    return Json(await _control(st.control.delete_file.remote(user, session_id, file_id)))
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in tags or etag in tags
+
+
+class _Download(FileResponse):
+    """Starlette's file response (Range, If-Range) reading 1 MiB at a time."""
+
+    chunk_size = 1024 * 1024
