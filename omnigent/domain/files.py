@@ -3,30 +3,49 @@
 from __future__ import annotations
 
 import mimetypes
-import re
 import unicodedata
 from urllib.parse import quote
 
 OCTET = "application/octet-stream"
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+NAME_BYTES = 255  # what common file systems take for one name
+ENCODED = {"gzip": "application/gzip", "bzip2": "application/x-bzip2",
+           "xz": "application/x-xz", "compress": "application/x-compress",
+           "br": "application/x-brotli"}
 
 
 def safe_filename(raw: str | None) -> str:
     """The name a file is stored and shown under: the last path segment (either
-    separator), without control characters; "file" when nothing is left."""
+    separator), without control characters, at most 255 UTF-8 bytes (the extension
+    kept); "file" when nothing is left."""
     name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = _UNSAFE.sub("", unicodedata.normalize("NFC", name)).strip()
+    name = unicodedata.normalize("NFC", name)
+    name = "".join(c for c in name if unicodedata.category(c) != "Cc").strip()
     if name in ("", ".", ".."):
         return "file"
-    return name[:255]
+    return _fit(name)
+
+
+def _fit(name: str) -> str:
+    if len(name.encode()) <= NAME_BYTES:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or len(ext.encode()) > 16:
+        stem, ext = name, ""
+    tail = f".{ext}" if ext else ""
+    room = NAME_BYTES - len(tail.encode())
+    return stem.encode()[:room].decode("utf-8", "ignore") + tail
 
 
 def content_type_for(declared: str | None, filename: str) -> str:
-    """The upload's own type if it gave one, else a guess from the name."""
+    """The upload's own type if it gave one, else a guess from the name (a compressed
+    file is typed as what it is, `x.csv.gz` as gzip)."""
     declared = (declared or "").strip()
     if declared:
         return declared
-    return mimetypes.guess_type(filename)[0] or OCTET
+    kind, encoding = mimetypes.guess_type(filename)
+    if encoding:
+        return ENCODED.get(encoding, OCTET)
+    return kind or OCTET
 
 
 def content_disposition(filename: str) -> str:

@@ -7,11 +7,14 @@ import os
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from starlette.responses import FileResponse, Response
+from starlette.datastructures import Headers
+from starlette.responses import (FileResponse, MalformedRangeHeader, RangeNotSatisfiable,
+                                 Response)
 
 from actors.calls import call
 from omnigent.api import uploads
 from omnigent.api.deps import AppState, current_user, state
+from omnigent.api.errors import error_body
 from omnigent.api.responses import Json
 from omnigent.domain.files import content_disposition
 from omnigent.errors import NotFound, Unavailable
@@ -54,7 +57,7 @@ async def get_file(session_id: str, file_id: str, user: User, st: State):
     return Json(found["resource"])
 
 
-@router.get("/{file_id}/content")
+@router.api_route("/{file_id}/content", methods=["GET", "HEAD"])
 async def download(session_id: str, file_id: str, request: Request, user: User, st: State):
     found = await _control(st.control.get_file.remote(user, session_id, file_id))
     meta = found["resource"]["metadata"]
@@ -66,7 +69,8 @@ async def download(session_id: str, file_id: str, request: Request, user: User, 
         return Response(status_code=304, headers=headers)
     if not os.path.exists(found["path"]):
         raise NotFound(f"file not found: {file_id}", code="file_not_found")
-    return _Download(found["path"], media_type=meta["content_type"], headers=headers)
+    return _Download(found["path"], size=meta["bytes"], media_type=meta["content_type"],
+                     headers=headers)
 
 
 @router.delete("/{file_id}")
@@ -82,6 +86,30 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 
 
 class _Download(FileResponse):
-    """Starlette's file response (Range, If-Range) reading 1 MiB at a time."""
+    """Starlette's file response (Range, If-Range), reading 1 MiB at a time, with the
+    upload's own Content-Type (no charset added), a malformed Range ignored (the whole
+    file is sent, as RFC 9110 allows) and an unsatisfiable one answered in the contract's
+    error shape."""
 
     chunk_size = 1024 * 1024
+
+    def __init__(self, path: str, *, size: int, media_type: str, headers: dict) -> None:
+        super().__init__(path, media_type=media_type, headers=headers)
+        self.headers["content-type"] = media_type
+        self.size = size
+
+    async def __call__(self, scope, receive, send) -> None:
+        wanted = Headers(scope=scope).get("range")
+        if wanted is not None:
+            try:
+                self._parse_range_header(wanted, self.size)  # Starlette's own parser
+            except MalformedRangeHeader:
+                scope = {**scope, "headers": [h for h in scope["headers"] if h[0] != b"range"]}
+            except RangeNotSatisfiable:
+                body = error_body("range_not_satisfiable",
+                                  f"the range is outside the file's {self.size} bytes")
+                response = Json(body, status_code=416,
+                                headers={"content-range": f"bytes */{self.size}"})
+                await response(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
