@@ -3,7 +3,10 @@ content (with Range, ETag and 304), delete. They work with or without a runner."
 
 from __future__ import annotations
 
+import asyncio
 import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -78,6 +81,20 @@ async def delete_file(session_id: str, file_id: str, user: User, st: State):
     return Json(await _control(st.control.delete_file.remote(user, session_id, file_id)))
 
 
+_READS = ThreadPoolExecutor(4, thread_name_prefix="download")
+
+
+class _PooledReads:
+    def __init__(self, f) -> None:
+        self.f = f
+
+    async def read(self, size: int) -> bytes:
+        return await asyncio.get_running_loop().run_in_executor(_READS, self.f.read, size)
+
+    async def seek(self, offset: int) -> None:
+        self.f.seek(offset)
+
+
 def _matches(if_none_match: str | None, etag: str) -> bool:
     if not if_none_match:
         return False
@@ -97,6 +114,16 @@ class _Download(FileResponse):
         super().__init__(path, media_type=media_type, headers=headers)
         self.headers["content-type"] = media_type
         self.size = size
+
+    @asynccontextmanager
+    async def _open_file(self):
+        # Starlette reads through AnyIO, which in a Serve replica starts a new worker
+        # thread for every download; a long-lived pool of our own does the same reads.
+        f = open(self.path, "rb")  # buffered: read(n) gives n bytes until the end
+        try:
+            yield _PooledReads(f)
+        finally:
+            f.close()
 
     async def __call__(self, scope, receive, send) -> None:
         wanted = Headers(scope=scope).get("range")
