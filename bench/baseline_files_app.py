@@ -96,7 +96,7 @@ async def download(session_id: str, file_id: str, request: Request):
     path = os.path.join(FILES, session_id, file_id)
     if not os.path.exists(path):
         return Response(status_code=404)
-    return _Download(path, media_type=meta["content_type"], headers=headers)
+    return _Download(path, size=meta["bytes"], media_type=meta["content_type"], headers=headers)
 
 
 @api.delete("/v1/sessions/{session_id}/resources/files/{file_id}")
