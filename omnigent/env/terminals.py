@@ -1,0 +1,272 @@
+"""Terminals: real ptys on the host, in the environment root (runs in the RunnerActor).
+
+A terminal is the agent spec's declared program (`command`, `args`, `env`) on a pty. Its
+output is read as it comes (the event loop watches the pty), kept in a scrollback ring
+(1 MiB unless the spec says otherwise) and fanned out to every attached client. Each
+client has a budget of unsent bytes; one that stops reading is dropped (close 1013)
+instead of holding up the terminal or the others. A new client first gets the
+scrollback, so it sees the screen, then the live output.
+
+When the program exits, clients are closed with 4404 and the terminal leaves the list.
+Closing a terminal kills its whole process group. `(name, session_key)` is unique among
+the live terminals of a session; launching it again returns the same terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from omnigent.errors import Conflict, InvalidRequest, NotFound
+
+SCROLLBACK = 1024 * 1024      # bytes of recent output replayed to a new client
+CLIENT_BUDGET = 4 * 1024 * 1024  # unsent bytes a client may fall behind before it is dropped
+MAX_TERMINALS = 16            # live terminals per runner
+READ_SIZE = 64 * 1024
+CLOSE_SLOW = 1013
+CLOSE_GONE = 4404
+_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(eq=False)
+class Client:
+    """One attached connection: `send(bytes)` queues output, `close(code)` ends it."""
+
+    send: Callable[[bytes], None]
+    close: Callable[[int], None]
+    pending: Callable[[], int]  # bytes queued and not yet written to the socket
+    read_only: bool = False
+
+
+@dataclass(eq=False)
+class Terminal:
+    id: str
+    name: str
+    session_key: str
+    session_id: str
+    pid: int
+    fd: int
+    scrollback_cap: int
+    created_at: int
+    scrollback: bytearray = field(default_factory=bytearray)
+    clients: set = field(default_factory=set)
+    exited: bool = False
+
+    def resource(self) -> dict:
+        return {"id": self.id, "object": "session.resource", "type": "terminal",
+                "session_id": self.session_id, "name": self.name, "environment": "default",
+                "metadata": {"session_key": self.session_key, "pid": self.pid,
+                             "created_at": self.created_at}}
+
+    def remember(self, data: bytes) -> None:
+        self.scrollback += data
+        over = len(self.scrollback) - self.scrollback_cap
+        if over > 0:
+            del self.scrollback[:over]
+
+
+def terminal_id(name: str, session_key: str) -> str:
+    return f"terminal_{name}_{session_key}"
+
+
+class Terminals:
+    """The live terminals of one runner. All methods run on its data path's event loop."""
+
+    def __init__(self, root: str, session_id: str, declared: dict[str, dict], *,
+                 max_terminals: int = MAX_TERMINALS, client_budget: int = CLIENT_BUDGET) -> None:
+        self.root = root
+        self.session_id = session_id
+        self.declared = declared
+        self.max_terminals = max_terminals
+        self.client_budget = client_budget
+        self._live: dict[str, Terminal] = {}
+
+    # lifecycle ----------------------------------------------------------------------
+    def launch(self, name: str, session_key: str, session_id: str | None = None
+               ) -> tuple[dict, bool]:
+        """(resource, created): the live terminal of that name and key, or a new one."""
+        sid = session_id or self.session_id
+        spec = self.declared.get(name)
+        if spec is None:
+            raise InvalidRequest(f"terminal {name!r} is not declared in the agent spec",
+                                 code="terminal_not_declared")
+        if not _KEY.match(session_key):
+            raise InvalidRequest("session_key must be 1-64 letters, digits, '_', '-' or '.'",
+                                 code="invalid_session_key")
+        tid = terminal_id(name, session_key)
+        found = self._live.get(tid)
+        if found is not None and found.session_id == sid:
+            return found.resource(), False
+        if found is not None:
+            raise Conflict(f"terminal {tid} belongs to another session", code="terminal_exists")
+        if len(self._live) >= self.max_terminals:
+            raise Conflict(f"this session already runs {self.max_terminals} terminals; "
+                           "close one first", code="too_many_terminals")
+        term = self._spawn(tid, name, session_key, sid, spec)
+        self._live[tid] = term
+        asyncio.get_running_loop().add_reader(term.fd, self._on_output, term)
+        return term.resource(), True
+
+    def _spawn(self, tid: str, name: str, key: str, sid: str, spec: dict) -> Terminal:
+        import pty
+
+        argv = [spec["command"], *spec.get("args", [])]
+        env = {**os.environ, "TERM": "xterm-256color", **spec.get("env", {})}
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: its own session (pty.fork did setsid), in the root
+            try:
+                os.chdir(self.root)
+                os.execvpe(argv[0], argv, env)
+            finally:
+                os._exit(127)
+        os.set_blocking(fd, False)
+        return Terminal(tid, name, key, sid, pid, fd,
+                        spec.get("scrollback") or SCROLLBACK, int(time.time()))
+
+    def _on_output(self, term: Terminal) -> None:
+        try:
+            data = os.read(term.fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: the program and everything holding the pty is gone
+            data = b""
+        if not data:
+            self._ended(term)
+            return
+        term.remember(data)
+        for client in list(term.clients):
+            if client.pending() > self.client_budget:
+                term.clients.discard(client)
+                client.close(CLOSE_SLOW)
+            else:
+                client.send(data)
+
+    def _ended(self, term: Terminal) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(term.fd)
+        term.exited = True
+        self._live.pop(term.id, None)
+        for client in list(term.clients):
+            client.close(CLOSE_GONE)
+        term.clients.clear()
+        os.close(term.fd)
+        _kill_group(term.pid)  # the pty is gone: nothing of the group may stay behind
+        _reap_soon(loop, term.pid)
+
+    def close(self, tid: str, session_id: str | None = None) -> dict:
+        term = self.get_live(tid, session_id)
+        _kill_group(term.pid)
+        self._ended(term)
+        return {"id": tid, "object": "session.resource.deleted", "deleted": True}
+
+    def close_all(self) -> None:
+        for term in list(self._live.values()):
+            _kill_group(term.pid)
+            self._ended(term)
+
+    # reading ------------------------------------------------------------------------
+    def get_live(self, tid: str, session_id: str | None = None) -> Terminal:
+        term = self._live.get(tid)
+        if term is None or term.session_id != (session_id or self.session_id):
+            raise NotFound(f"terminal not found: {tid}", code="terminal_not_found")
+        return term
+
+    def list(self, session_id: str | None = None) -> list[dict]:
+        sid = session_id or self.session_id
+        return [t.resource() for t in sorted(self._live.values(), key=lambda t: t.id)
+                if t.session_id == sid]
+
+    # attaching ----------------------------------------------------------------------
+    def attach(self, tid: str, client: Client, session_id: str | None = None) -> None:
+        """Replay the scrollback to `client`, then keep it posted."""
+        term = self.get_live(tid, session_id)
+        if term.scrollback:
+            client.send(bytes(term.scrollback))
+        term.clients.add(client)
+
+    def detach(self, tid: str, client: Client) -> None:
+        term = self._live.get(tid)
+        if term is not None:
+            term.clients.discard(client)
+
+    def write(self, tid: str, client: Client, data: bytes) -> None:
+        if client.read_only:
+            return
+        term = self._live.get(tid)
+        if term is None:
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(term.fd, view):]
+            except BlockingIOError:
+                break  # the program is not reading; input is dropped rather than queued
+            except OSError:
+                return
+
+    def resize(self, tid: str, cols: int, rows: int) -> None:
+        import fcntl
+        import struct
+        import termios
+
+        term = self._live.get(tid)
+        if term is None:
+            return
+        cols, rows = max(1, min(cols, 1000)), max(1, min(rows, 1000))
+        fcntl.ioctl(term.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    # transfer -----------------------------------------------------------------------
+    def transfer(self, tid: str, source: str, target: str) -> dict:
+        """Hand a terminal to another session served by this runner. (Sessions bound to
+        other runners need the server to route to this one: not done yet.)"""
+        term = self.get_live(tid, source)
+        for other in self._live.values():
+            if other is not term and other.session_id == target and other.id == tid:
+                raise Conflict(f"session {target} already has {tid}", code="terminal_exists")
+        term.session_id = target
+        return term.resource()
+
+
+def _kill_group(pid: int) -> None:
+    """Kill the terminal's program and everything it started: its process group and, as
+    an interactive shell puts each job in a group of its own, every process of the
+    session it leads (pty.fork makes it a session leader)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for other in _session_members(pid):
+        try:
+            os.kill(other, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _session_members(sid: int) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # after "pid (comm)": state ppid pgrp session
+            found.append(int(name))
+    return found
+
+
+def _reap_soon(loop: asyncio.AbstractEventLoop, pid: int, tries: int = 50) -> None:
+    """Collect the exit status without blocking the loop (SIGKILL takes a moment)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return
+    if done == 0 and tries > 0:
+        loop.call_later(0.1, _reap_soon, loop, pid, tries - 1)
