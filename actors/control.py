@@ -293,6 +293,13 @@ class ControlActor:
             raise NotFound(f"session not found: {session_id}", code="session_not_found")
         return {"id": session_id, "object": "session.deleted", "deleted": True}
 
+    async def session_terminals(self, session_id: str) -> dict:
+        """The terminals the session's agent spec declares (asked by its runner)."""
+        session = self.store.get_session(session_id)
+        if session is None:
+            raise NotFound(f"session not found: {session_id}", code="session_not_found")
+        return (session.get("agent") or {}).get("terminals") or {}
+
     # files ------------------------------------------------------------------------
     def _file_path(self, session_id: str, file_id: str) -> str:
         return os.path.join(self.settings.files_dir, session_id, file_id)

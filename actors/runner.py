@@ -43,6 +43,8 @@ class RunnerActor:
         self.started_at = int(time.time())
         self.stopped = False
         self._stopped = asyncio.Event()
+        self.terminals = None  # omnigent.env.terminals.Terminals, made on the data path's loop
+        self._declared: dict | None = None
         self.tracker = ChangeTracker(
             self.root, runner_state_dir(ray.get_runtime_context().namespace, runner_id),
             reconcile_s=float(os.environ.get(RECONCILE_ENV, "30")))
@@ -78,7 +80,18 @@ class RunnerActor:
                              "runner_id": self.runner_id}}
 
     def resources(self) -> list[dict]:
-        return [self.environment()]
+        found = [self.environment()]
+        if self.terminals is not None:
+            found += self.terminals.list()
+        return found
+
+    def declared_terminals(self) -> dict:
+        """The agent spec's terminals (asked once; blocking, from a worker thread)."""
+        if self._declared is None:
+            control = ray.get_actor("control", namespace=ray.get_runtime_context().namespace)
+            self._declared = ray.get(control.session_terminals.remote(self.session_id),
+                                     timeout=10)
+        return self._declared
 
     # files -----------------------------------------------------------------------------
     def fetch_file(self, file_id: str) -> dict:
@@ -118,6 +131,8 @@ class RunnerActor:
         self.stopped = True
         self._stopped.set()
         self.tracker.close()
+        if self.terminals is not None and self._data.loop is not None:
+            self._data.loop.call_soon_threadsafe(self.terminals.close_all)
         asyncio.get_running_loop().call_later(0.5, _exit)
 
 

@@ -17,14 +17,16 @@ import json
 import os
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from fastapi import APIRouter, FastAPI, Query
+from fastapi import APIRouter, FastAPI, Query, WebSocket, WebSocketDisconnect
 from starlette.responses import Response
 
 from omnigent.api import errors as http_errors
+from omnigent.domain.pagination import list_envelope, paginate_by_key
 from omnigent.env import fsops, search, shell
+from omnigent.env.terminals import CLOSE_GONE, Client, Terminals
 from omnigent.env.paths import resolve
 from omnigent.errors import InvalidRequest, NotFound, RunnerUnavailable
-from omnigent.models import EditFile, ShellCommand, WriteFile
+from omnigent.models import EditFile, ShellCommand, TerminalCreate, TerminalTransfer, WriteFile
 
 if TYPE_CHECKING:
     from actors.runner import RunnerActor
@@ -158,6 +160,51 @@ def runner_app(runner: "RunnerActor"):
 
             raise unwrap(exc) from None
 
+    # terminals --------------------------------------------------------------------
+    async def terminals() -> Terminals:
+        if runner.terminals is None:
+            declared = await asyncio.to_thread(runner.declared_terminals)
+            if runner.terminals is None:
+                runner.terminals = Terminals(runner.root, runner.session_id, declared)
+        return runner.terminals
+
+    @r.get("/terminals")
+    async def list_terminals(limit: Limit = 20, after: str | None = None,
+                             before: str | None = None, order: Order = "desc"):
+        items = (await terminals()).list()
+        page = paginate_by_key(items, key=lambda t: t["id"], limit=limit, after=after,
+                               before=before, descending=order == "desc")
+        return _json(list_envelope(page.items, page.has_more))
+
+    @r.post("/terminals")
+    async def launch_terminal(body: TerminalCreate):
+        resource, created = (await terminals()).launch(body.terminal, body.session_key)
+        return _json(resource, 201 if created else 200)
+
+    @r.get("/terminals/{terminal_id}")
+    async def get_terminal(terminal_id: str):
+        return _json((await terminals()).get_live(terminal_id).resource())
+
+    @r.delete("/terminals/{terminal_id}")
+    async def close_terminal(terminal_id: str):
+        return _json((await terminals()).close(terminal_id))
+
+    @r.post("/terminals/{terminal_id}/transfer")
+    async def transfer_terminal(terminal_id: str, body: TerminalTransfer):
+        return _json((await terminals()).transfer(terminal_id, runner.session_id,
+                                                  body.target_session_id))
+
+    @r.websocket("/terminals/{terminal_id}/attach")
+    async def attach(ws: WebSocket, terminal_id: str, read_only: bool = False):
+        await ws.accept()
+        terms = await terminals()
+        try:
+            terms.get_live(terminal_id)
+        except NotFound:
+            await ws.close(code=CLOSE_GONE)
+            return
+        await pump_terminal(ws, terms, terminal_id, read_only)
+
     @r.get("/{resource_id}")
     async def get_resource(resource_id: str):
         for res in runner.resources():
@@ -167,6 +214,73 @@ def runner_app(runner: "RunnerActor"):
 
     app.include_router(r)
     return _RefuseWhenStopped(app, runner)
+
+
+async def pump_terminal(ws: WebSocket, terms: Terminals, terminal_id: str,
+                        read_only: bool) -> None:
+    """One attached client: output goes out through a queue drained by a writer task
+    (its size is the client's lag); binary frames, and text that is not a control
+    message, are input; `{"type": "resize", "cols", "rows"}` resizes."""
+    queue: asyncio.Queue = asyncio.Queue()
+    lag = [0]
+    closing: list[int] = []
+
+    def send(data: bytes) -> None:
+        lag[0] += len(data)
+        queue.put_nowait(data)
+
+    def close(code: int) -> None:
+        closing.append(code)
+        queue.put_nowait(None)
+
+    client = Client(send, close, lambda: lag[0], read_only)
+
+    async def writer() -> None:
+        while True:
+            data = await queue.get()
+            if data is None:
+                await ws.close(code=closing[0])
+                return
+            await ws.send_bytes(data)
+            lag[0] -= len(data)
+
+    terms.attach(terminal_id, client)
+    out = asyncio.create_task(writer())
+    try:
+        while not out.done():
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if message.get("bytes") is not None:
+                terms.write(terminal_id, client, message["bytes"])
+            elif message.get("text") is not None:
+                control = _control_message(message["text"])
+                if control is None:
+                    terms.write(terminal_id, client, message["text"].encode())
+                elif control.get("type") == "resize" and not read_only:
+                    terms.resize(terminal_id, int(control["cols"]), int(control["rows"]))
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        terms.detach(terminal_id, client)
+        if not out.done():
+            out.cancel()
+
+
+def _control_message(text: str) -> dict | None:
+    if not text.startswith("{"):
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(data, dict) and data.get("type") == "resize":
+        try:
+            int(data["cols"]), int(data["rows"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        return data
+    return data if isinstance(data, dict) and data.get("type") == "auth" else None
 
 
 class _RefuseWhenStopped:

@@ -67,3 +67,13 @@ class EditFile(BaseModel):
 class ShellCommand(BaseModel):
     command: str = Field(min_length=1, max_length=1024 * 1024)
     timeout: float = Field(default=120, ge=1, le=3600)
+
+
+# terminals --------------------------------------------------------------------------
+class TerminalCreate(BaseModel):
+    terminal: str = Field(min_length=1, max_length=64)
+    session_key: str = Field(min_length=1, max_length=64)
+
+
+class TerminalTransfer(BaseModel):
+    target_session_id: str = Field(min_length=1, max_length=100)

@@ -7,7 +7,7 @@ from fastapi import FastAPI, Request
 from omnigent import __version__
 from omnigent.api import errors
 from omnigent.api.auth import AuthMiddleware
-from omnigent.api.routes import files, hosts, resources, sessions, tunnel
+from omnigent.api.routes import files, hosts, resources, sessions, terminals, tunnel
 
 
 def create_app() -> FastAPI:
@@ -18,6 +18,7 @@ def create_app() -> FastAPI:
     app.include_router(sessions.router)
     app.include_router(tunnel.router)
     app.include_router(files.router)  # before the catch-all of `resources`
+    app.include_router(terminals.router)
     app.include_router(resources.router)
 
     @app.get("/healthz", include_in_schema=False)
