@@ -300,6 +300,33 @@ class ControlActor:
             raise NotFound(f"session not found: {session_id}", code="session_not_found")
         return (session.get("agent") or {}).get("terminals") or {}
 
+    async def terminal_routes(self, user: str, session_id: str) -> dict:
+        """Where a session's terminals run: its own runner (if live) and the runners of
+        terminals other sessions handed to it."""
+        session = self._owned_session(user, session_id)
+        own = None
+        if session["runner_id"] and session["status"] == "running":
+            own = {"runner_id": session["runner_id"], "host_id": session["host_id"]}
+        reason = ("runner_not_bound" if not session["runner_id"]
+                  else None if own else "runner_unavailable")
+        moved = {}
+        for tid, rid in self.store.moves_of(session_id).items():
+            runner = self.store.get_runner(rid)
+            if runner is not None and runner["status"] in LIVE:
+                moved[tid] = {"runner_id": rid, "host_id": runner["host_id"]}
+            else:
+                self.store.forget_move(session_id, tid)
+        return {"own": own, "reason": reason, "moved_in": moved}
+
+    async def terminal_moved(self, source: str, target: str, terminal_id: str,
+                             runner_id: str) -> None:
+        target_session = self.store.get_session(target) or {}
+        home = None if target_session.get("runner_id") == runner_id else runner_id
+        self.store.move_terminal(source, target, terminal_id, home)
+
+    async def forget_terminal(self, session_id: str, terminal_id: str) -> None:
+        self.store.forget_move(session_id, terminal_id)
+
     # files ------------------------------------------------------------------------
     def _file_path(self, session_id: str, file_id: str) -> str:
         return os.path.join(self.settings.files_dir, session_id, file_id)

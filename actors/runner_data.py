@@ -17,7 +17,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from fastapi import APIRouter, FastAPI, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, FastAPI, Header, Query, WebSocket, WebSocketDisconnect
 from starlette.responses import Response
 
 from omnigent.api import errors as http_errors
@@ -32,8 +32,10 @@ if TYPE_CHECKING:
     from actors.runner import RunnerActor
 
 GONE_HEADER = "x-omnigent-runner-gone"
+SESSION_HEADER = "x-omnigent-session"  # the session a terminal request is made for
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Order = Literal["asc", "desc"]
+Acting = Annotated[str | None, Header(alias=SESSION_HEADER)]
 
 
 def _json(body: dict, status: int = 200) -> Response:
@@ -169,9 +171,10 @@ def runner_app(runner: "RunnerActor"):
         return runner.terminals
 
     @r.get("/terminals")
-    async def list_terminals(limit: Limit = 20, after: str | None = None,
-                             before: str | None = None, order: Order = "desc"):
-        items = (await terminals()).list()
+    async def list_terminals(acting: Acting = None, limit: Limit = 20,
+                             after: str | None = None, before: str | None = None,
+                             order: Order = "desc"):
+        items = (await terminals()).list(acting)
         page = paginate_by_key(items, key=lambda t: t["id"], limit=limit, after=after,
                                before=before, descending=order == "desc")
         return _json(list_envelope(page.items, page.has_more))
@@ -182,28 +185,29 @@ def runner_app(runner: "RunnerActor"):
         return _json(resource, 201 if created else 200)
 
     @r.get("/terminals/{terminal_id}")
-    async def get_terminal(terminal_id: str):
-        return _json((await terminals()).get_live(terminal_id).resource())
+    async def get_terminal(terminal_id: str, acting: Acting = None):
+        return _json((await terminals()).get_live(terminal_id, acting).resource())
 
     @r.delete("/terminals/{terminal_id}")
-    async def close_terminal(terminal_id: str):
-        return _json((await terminals()).close(terminal_id))
+    async def close_terminal(terminal_id: str, acting: Acting = None):
+        return _json((await terminals()).close(terminal_id, acting))
 
     @r.post("/terminals/{terminal_id}/transfer")
-    async def transfer_terminal(terminal_id: str, body: TerminalTransfer):
-        return _json((await terminals()).transfer(terminal_id, runner.session_id,
+    async def transfer_terminal(terminal_id: str, body: TerminalTransfer, acting: Acting = None):
+        return _json((await terminals()).transfer(terminal_id, acting or runner.session_id,
                                                   body.target_session_id))
 
     @r.websocket("/terminals/{terminal_id}/attach")
     async def attach(ws: WebSocket, terminal_id: str, read_only: bool = False):
         await ws.accept()
         terms = await terminals()
+        acting = ws.headers.get(SESSION_HEADER)
         try:
-            terms.get_live(terminal_id)
+            terms.get_live(terminal_id, acting)
         except NotFound:
             await ws.close(code=CLOSE_GONE)
             return
-        await pump_terminal(ws, terms, terminal_id, read_only)
+        await pump_terminal(ws, terms, terminal_id, read_only, acting)
 
     @r.get("/{resource_id}")
     async def get_resource(resource_id: str):
@@ -217,7 +221,7 @@ def runner_app(runner: "RunnerActor"):
 
 
 async def pump_terminal(ws: WebSocket, terms: Terminals, terminal_id: str,
-                        read_only: bool) -> None:
+                        read_only: bool, acting: str | None = None) -> None:
     """One attached client: output goes out through a queue drained by a writer task
     (its size is the client's lag); binary frames, and text that is not a control
     message, are input; `{"type": "resize", "cols", "rows"}` resizes."""
@@ -244,7 +248,7 @@ async def pump_terminal(ws: WebSocket, terms: Terminals, terminal_id: str,
             await ws.send_bytes(data)
             lag[0] -= len(data)
 
-    terms.attach(terminal_id, client)
+    terms.attach(terminal_id, client, acting)
     out = asyncio.create_task(writer())
     try:
         while not out.done():

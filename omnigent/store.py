@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS runners (
 CREATE TABLE IF NOT EXISTS files (
     id TEXT PRIMARY KEY, session_id TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS files_session ON files (session_id, id);
+CREATE TABLE IF NOT EXISTS terminal_moves (
+    session_id TEXT NOT NULL, terminal_id TEXT NOT NULL, runner_id TEXT NOT NULL,
+    PRIMARY KEY (session_id, terminal_id));
 """
 
 
@@ -208,6 +211,30 @@ class Store:
     def delete_files_of(self, session_id: str) -> None:
         with self._db:
             self._db.execute("DELETE FROM files WHERE session_id = ?", (session_id,))
+
+    # terminals handed to a session from another session's runner ------------------------
+    def moves_of(self, session_id: str) -> dict[str, str]:
+        rows = self._db.execute(
+            "SELECT terminal_id, runner_id FROM terminal_moves WHERE session_id = ?",
+            (session_id,)).fetchall()
+        return dict(rows)
+
+    def move_terminal(self, source: str, target: str, terminal_id: str,
+                      runner_id: str | None) -> None:
+        """The terminal leaves `source`; `target` finds it on `runner_id` (None: on the
+        target's own runner, nothing to remember)."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM terminal_moves WHERE session_id = ? AND terminal_id = ?",
+                             (source, terminal_id))
+            if runner_id is not None:
+                self._db.execute("INSERT OR REPLACE INTO terminal_moves VALUES (?, ?, ?)",
+                                 (target, terminal_id, runner_id))
+
+    def forget_move(self, session_id: str, terminal_id: str) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM terminal_moves WHERE session_id = ? AND terminal_id = ?",
+                             (session_id, terminal_id))
 
 
 def _host_row(r: tuple) -> dict:

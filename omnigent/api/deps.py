@@ -37,6 +37,7 @@ class AppState:
         self._host_handles: dict[str, tuple[str | None, object]] = {}
         self._links: dict[str, tuple[str | None, HostLink]] = {}
         self._runner_links: dict[str, tuple[str, RunnerLink]] = {}  # sid -> (owner, link)
+        self._links_by_runner: dict[str, RunnerLink] = {}
         # host id -> deadlines of requests in flight to its runners, cut short when the
         # host goes offline so that no request waits on a dead machine
         self._in_flight: dict[str, set[asyncio.Timeout]] = {}
@@ -151,6 +152,33 @@ class AppState:
         self._runner_links[session_id] = (user, link)
         return link
 
+    async def link_for_runner(self, runner_id: str, host_id: str) -> RunnerLink:
+        """The data path of a given live runner (for terminals moved between sessions)."""
+        cached = self._links_by_runner.get(runner_id)
+        if cached is not None:
+            return cached
+        gone = RunnerUnavailable("the terminal's runner is gone")
+        handle = get_named(runner_id, self.settings.namespace)
+        if handle is None:
+            raise gone
+        path = await call(handle.data_path.remote(), timeout=self.settings.host_call_timeout_s,
+                          unreachable=gone, timeout_error=gone)
+        link = self._links_by_runner[runner_id] = RunnerLink(runner_id, host_id, path["url"],
+                                                             path["key"])
+        return link
+
+    async def forward_via(self, link: RunnerLink, method: str, raw_path: str, query: str = "",
+                          body: bytes = b"", content_type: str | None = None,
+                          headers: dict | None = None, timeout: float = 60
+                          ) -> tuple[int, bytes, str | None]:
+        """One request to a given runner (no retry: the caller looked the link up)."""
+        try:
+            return await self._forward(link, method, raw_path, query, body, content_type,
+                                       timeout, headers)
+        except RunnerLinkDown:
+            self._links_by_runner.pop(link.runner_id, None)
+            raise RunnerUnavailable("the terminal's runner is not reachable") from None
+
     async def forward_to_runner(self, user: str, session_id: str, method: str, raw_path: str,
                                 query: str, body: bytes, content_type: str | None,
                                 timeout: float) -> tuple[int, bytes, str | None]:
@@ -169,7 +197,7 @@ class AppState:
         raise AssertionError("unreachable")
 
     async def _forward(self, link: RunnerLink, method, raw_path, query, body, content_type,
-                       timeout: float):
+                       timeout: float, headers: dict | None = None):
         deadlines = self._in_flight.setdefault(link.host_id, set())
         if self.hosts.get(link.host_id, {}).get("status") != "online":
             # no watch on an offline host: a frozen machine must not hold the caller long
@@ -178,7 +206,7 @@ class AppState:
             async with asyncio.timeout(timeout) as deadline:
                 deadlines.add(deadline)
                 return await link.forward(self.http, method, raw_path, query, body,
-                                          content_type)
+                                          content_type, headers)
         except TimeoutError:
             if self.hosts.get(link.host_id, {}).get("status") != "online":
                 raise RunnerUnavailable("the runner's host went offline") from None

@@ -29,10 +29,10 @@ class RunnerLink:
     key: str
 
     async def forward(self, http: aiohttp.ClientSession, method: str, raw_path: str,
-                      query: str, body: bytes, content_type: str | None
-                      ) -> tuple[int, bytes, str | None]:
+                      query: str, body: bytes, content_type: str | None,
+                      extra_headers: dict | None = None) -> tuple[int, bytes, str | None]:
         url = URL(f"{self.url}{raw_path}{'?' + query if query else ''}", encoded=True)
-        headers = {KEY_HEADER: self.key}
+        headers = {KEY_HEADER: self.key, **(extra_headers or {})}
         if content_type:
             headers["content-type"] = content_type
         try:

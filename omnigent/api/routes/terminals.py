@@ -2,7 +2,8 @@
 
 Ray tells the API where the runner's data path is; the keystrokes and the output then
 take one WebSocket hop from the API replica to the runner's process on the host, which
-owns the pty. The REST terminal routes go through the generic forwarding route.
+owns the pty. Launching goes through the generic forwarding route; the other REST terminal routes
+are here because a terminal handed to another session stays where it runs.
 Close codes: 4401 not authenticated, 4404 unknown or exited terminal (or a session the
 caller cannot see), 1011 the runner is not available.
 """
@@ -11,17 +12,129 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Annotated, Literal
 
 import aiohttp
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Query, WebSocket, WebSocketDisconnect
+from starlette.responses import Response
 from yarl import URL
 
+from actors.calls import call
 from actors.dataserver import KEY_HEADER
-from omnigent.api.deps import bearer
-from omnigent.errors import NotFound, OmnigentError, Unauthenticated
+from actors.runner_data import SESSION_HEADER
+from omnigent.api.deps import AppState, bearer, current_user, state
+from omnigent.api.responses import Json
+from omnigent.api.runnerlink import RunnerLink
+from omnigent.domain.pagination import list_envelope, paginate_by_key
+from omnigent.errors import (Conflict, NotFound, OmnigentError, RunnerNotBound,
+                             RunnerUnavailable, Unauthenticated, Unavailable)
+from omnigent.models import TerminalTransfer
 
 router = APIRouter()
 AUTH_WAIT_S = 10
+PREFIX = "/v1/sessions/{session_id}/resources/terminals"
+User = Annotated[str, Depends(current_user)]
+State = Annotated[AppState, Depends(state)]
+UNAVAILABLE = Unavailable("the control plane is unavailable")
+
+
+# Where a terminal is: a session's terminals run on its own runner, except those another
+# session handed to it (transfer), which stay on the runner that started them; the
+# ControlActor remembers those. Requests for them carry the session they are made for.
+async def _routes(st: AppState, user: str, session_id: str) -> dict:
+    return await call(st.control.terminal_routes.remote(user, session_id), timeout=10,
+                      unreachable=UNAVAILABLE)
+
+
+async def _locate(st: AppState, user: str, session_id: str, terminal_id: str
+                  ) -> tuple[RunnerLink, dict]:
+    routes = await _routes(st, user, session_id)
+    moved = routes["moved_in"].get(terminal_id)
+    if moved is not None:
+        link = await st.link_for_runner(moved["runner_id"], moved["host_id"])
+        return link, {SESSION_HEADER: session_id}
+    if routes["own"] is None:
+        raise _no_runner(routes["reason"])
+    return await st.runner_link(user, session_id), {}
+
+
+def _no_runner(reason: str | None) -> OmnigentError:
+    if reason == "runner_not_bound":
+        return RunnerNotBound("the session has no runner bound; launch one first")
+    return RunnerUnavailable("the session's runner is not available")
+
+
+def _reply(status: int, data: bytes, content_type: str | None) -> Response:
+    return Response(data, status, media_type=content_type)
+
+
+@router.get(PREFIX)
+async def list_terminals(session_id: str, user: User, st: State,
+                         limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+                         after: str | None = None, before: str | None = None,
+                         order: Literal["asc", "desc"] = "desc"):
+    routes = await _routes(st, user, session_id)
+    if routes["own"] is None and not routes["moved_in"]:
+        raise _no_runner(routes["reason"])
+    items: list[dict] = []
+    places = []
+    if routes["own"] is not None:
+        places.append((await st.runner_link(user, session_id), {}))
+    for runner in {m["runner_id"]: m for m in routes["moved_in"].values()}.values():
+        places.append((await st.link_for_runner(runner["runner_id"], runner["host_id"]),
+                       {SESSION_HEADER: session_id}))
+    for link, headers in places:
+        status, data, ctype = await st.forward_via(
+            link, "GET", "/resources/terminals", "limit=1000&order=asc", headers=headers)
+        if status != 200:
+            return _reply(status, data, ctype)
+        items += json.loads(data)["data"]
+    page = paginate_by_key(items, key=lambda t: t["id"], limit=limit, after=after,
+                           before=before, descending=order == "desc")
+    return Json(list_envelope(page.items, page.has_more))
+
+
+@router.get(PREFIX + "/{terminal_id}")
+async def get_terminal(session_id: str, terminal_id: str, user: User, st: State):
+    link, headers = await _locate(st, user, session_id, terminal_id)
+    return _reply(*await st.forward_via(link, "GET", f"/resources/terminals/{terminal_id}",
+                                        headers=headers))
+
+
+@router.delete(PREFIX + "/{terminal_id}")
+async def close_terminal(session_id: str, terminal_id: str, user: User, st: State):
+    link, headers = await _locate(st, user, session_id, terminal_id)
+    answer = await st.forward_via(link, "DELETE", f"/resources/terminals/{terminal_id}",
+                                  headers=headers)
+    if headers and answer[0] in (200, 404):
+        await call(st.control.forget_terminal.remote(session_id, terminal_id), timeout=10,
+                   unreachable=UNAVAILABLE)
+    return _reply(*answer)
+
+
+@router.post(PREFIX + "/{terminal_id}/transfer")
+async def transfer_terminal(session_id: str, terminal_id: str, body: TerminalTransfer,
+                            user: User, st: State):
+    target = body.target_session_id
+    target_routes = await _routes(st, user, target)  # 404 for unknown / another user's
+    link, headers = await _locate(st, user, session_id, terminal_id)
+    if target == session_id or terminal_id in target_routes["moved_in"]:
+        raise Conflict(f"session {target} already has {terminal_id}", code="terminal_exists")
+    if target_routes["own"] is not None:
+        own = await st.runner_link(user, target)
+        if own.runner_id != link.runner_id:
+            status, _, _ = await st.forward_via(own, "GET", f"/resources/terminals/{terminal_id}")
+            if status == 200:
+                raise Conflict(f"session {target} already has {terminal_id}",
+                               code="terminal_exists")
+    answer = await st.forward_via(link, "POST", f"/resources/terminals/{terminal_id}/transfer",
+                                  body=body.model_dump_json().encode(),
+                                  content_type="application/json", headers=headers)
+    if answer[0] == 200:
+        await call(st.control.terminal_moved.remote(session_id, target, terminal_id,
+                                                    link.runner_id),
+                   timeout=10, unreachable=UNAVAILABLE)
+    return _reply(*answer)
 
 
 @router.websocket("/v1/sessions/{session_id}/resources/terminals/{terminal_id}/attach")
@@ -30,11 +143,11 @@ async def attach(ws: WebSocket, session_id: str, terminal_id: str) -> None:
     await ws.accept()  # first, so the client sees the contract's close codes
     try:
         user = await st.user_for_token(bearer(ws) or await _token_frame(ws))
-        link = await st.runner_link(user, session_id)
+        link, headers = await _locate(st, user, session_id, terminal_id)
     except Unauthenticated:
         await ws.close(code=4401, reason="not authenticated")
         return
-    except NotFound:
+    except (NotFound, RunnerNotBound):
         await ws.close(code=4404, reason="no such terminal")
         return
     except OmnigentError as exc:
@@ -45,7 +158,7 @@ async def attach(ws: WebSocket, session_id: str, terminal_id: str) -> None:
     query = "?read_only=true" if ws.query_params.get("read_only") == "true" else ""
     url = URL(f"{link.url}/resources/terminals/{terminal_id}/attach{query}", encoded=False)
     try:
-        upstream = await st.http.ws_connect(url, headers={KEY_HEADER: link.key},
+        upstream = await st.http.ws_connect(url, headers={KEY_HEADER: link.key, **headers},
                                             max_msg_size=0, autoping=True)
     except aiohttp.ClientError:
         await ws.close(code=1011, reason="the session's runner is not reachable")

@@ -1,0 +1,522 @@
+"""Terminals: keystroke -> echo round trip and bulk output throughput, our server beside a
+pty in this process and the reference server (Omnigent 0.19.0), in one run.
+
+    .venv/bin/python bench/bench_terminals.py [--n 1000] [--warmup 100] [--bulk-mib 100]
+                                              [--bulk-runs 3] [--json out.json]
+                                              [--no-reference] [--deflate]
+
+Targets
+  ours       a session whose runner is on a non-head Ray node (127.0.0.41): client WS ->
+             API replica (aiohttp relay) -> the RunnerActor's data server (uvicorn WS) ->
+             the pty there. Terminal `shell` = `bash --norc --noprofile`.
+  local pty  the same bash on a pty forked by this process, blocking os.write / os.read:
+             the floor (no WebSocket, no server).
+  reference  `omnigent server` + `omnigent host` 0.19.0, same terminal spec (tmux there).
+
+Every WebSocket target uses the same client: the `websockets` asyncio client on one
+uvloop event loop, binary frames, no compression (`--deflate` offers permessage-deflate
+instead, as a browser would), no size limit, no client pings.
+
+Echo: on a terminal of its own (session_key "bench"), after the replay has drained,
+`stty -icanon -echo min 1 time 0; cat` is typed, so one byte in gives exactly one byte
+out (written back by `cat`, not echoed by the tty). A sample is the time from sending
+one letter (cycling a..z) to receiving it. `--warmup` samples first, then `--n`; the
+targets are interleaved in chunks of 100 samples so background noise hits them alike.
+
+Bulk: on another terminal (session_key "bulk", normal tty mode) `cat <file>; echo
+END-$((1+1))` is typed; the time from sending that line to `END-2` arriving at the
+client. The file is `--bulk-mib` MiB of printable bytes without newlines, so the pty does
+not expand anything; the bytes received are counted too. MB/s = file bytes / 1e6 / time
+(MiB/s in the JSON). `--bulk-runs` runs per target, interleaved.
+
+Every process started here is stopped in `finally` (by process group, plus any process
+left with one of our temporary HOMEs, e.g. the reference's tmux server); never `ray
+stop`, never by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_env import ref_session  # noqa: E402  (its agent declares the same `shell`)
+from bench_hosts import (REF_BIN, all_procs, fix_token, kill_group, log, proc_tree,  # noqa: E402
+                         summary, wait_http)
+from tests.procs import Daemon, RayNode, Server, base_env, free_port  # noqa: E402
+
+NODE_IP = "127.0.0.41"
+CHUNK = 100
+SHELL = {"command": "bash", "args": ["--norc", "--noprofile"]}
+AGENT = {"name": "b", "terminals": {"shell": SHELL}}
+SETUP = b"stty -icanon -echo min 1 time 0; cat\n"
+MARK = b"END-2"
+LETTERS = [bytes([c]) for c in range(ord("a"), ord("z") + 1)]
+TIMEOUT = 10.0          # one echo
+BULK_TIMEOUT = 600.0    # one bulk run
+
+
+# --- targets ----------------------------------------------------------------------------
+class WsTerm:
+    """One attached WebSocket client of a terminal."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.received = 0
+
+    @classmethod
+    async def connect(cls, url: str, headers: dict, deflate: bool) -> "WsTerm":
+        ws = await websockets.connect(url, additional_headers=headers,
+                                      compression="deflate" if deflate else None,
+                                      max_size=None, ping_interval=None, open_timeout=30,
+                                      close_timeout=2)
+        return cls(ws)
+
+    async def recv(self) -> bytes:
+        while True:
+            m = await self.ws.recv()
+            if isinstance(m, bytes):
+                self.received += len(m)
+                return m
+
+    async def send(self, data: bytes) -> None:
+        await self.ws.send(data)
+
+    async def drain(self, quiet: float = 0.5, limit: float = 30) -> int:
+        """Read until nothing arrives for `quiet` seconds; the bytes read."""
+        n = 0
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            try:
+                async with asyncio.timeout(quiet):
+                    n += len(await self.recv())
+            except TimeoutError:
+                return n
+        raise TimeoutError("the terminal kept talking")
+
+    async def echo(self, ch: bytes) -> float:
+        async with asyncio.timeout(TIMEOUT):
+            t = time.perf_counter()
+            await self.ws.send(ch)
+            while ch not in await self.recv():
+                pass
+            return (time.perf_counter() - t) * 1000
+
+    async def bulk(self, line: bytes) -> tuple[float, int]:
+        async with asyncio.timeout(BULK_TIMEOUT):
+            n = 0
+            tail = b""
+            t = time.perf_counter()
+            await self.ws.send(line)
+            while True:
+                m = await self.recv()
+                n += len(m)
+                if MARK in m or MARK in tail + m[:len(MARK)]:
+                    return time.perf_counter() - t, n
+                tail = m[-(len(MARK) - 1):]
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+class LocalPty:
+    """The same bash on a pty of this process; blocking reads and writes."""
+
+    def __init__(self, cwd: str) -> None:
+        env = {**os.environ, "TERM": "xterm-256color"}
+        pid, fd = pty.fork()
+        if pid == 0:
+            try:
+                os.chdir(cwd)
+                os.execvpe(SHELL["command"], [SHELL["command"], *SHELL["args"]], env)
+            finally:
+                os._exit(127)
+        self.pid, self.fd = pid, fd
+        self.received = 0
+
+    def _read(self, timeout: float) -> bytes:
+        r, _, _ = select.select([self.fd], [], [], timeout)
+        if not r:
+            raise TimeoutError
+        data = os.read(self.fd, 65536)
+        self.received += len(data)
+        return data
+
+    async def send(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    async def drain(self, quiet: float = 0.5, limit: float = 30) -> int:
+        n = 0
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            try:
+                n += len(self._read(quiet))
+            except TimeoutError:
+                return n
+        raise TimeoutError("the terminal kept talking")
+
+    async def echo(self, ch: bytes) -> float:
+        t = time.perf_counter()
+        os.write(self.fd, ch)
+        while ch not in self._read(TIMEOUT):
+            pass
+        return (time.perf_counter() - t) * 1000
+
+    async def bulk(self, line: bytes) -> tuple[float, int]:
+        n = 0
+        tail = b""
+        t = time.perf_counter()
+        os.write(self.fd, line)
+        deadline = time.monotonic() + BULK_TIMEOUT
+        while time.monotonic() < deadline:
+            m = self._read(BULK_TIMEOUT)
+            n += len(m)
+            if MARK in m or MARK in tail + m[:len(MARK)]:
+                return time.perf_counter() - t, n
+            tail = m[-(len(MARK) - 1):]
+        raise TimeoutError
+
+    async def close(self) -> None:
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+        os.close(self.fd)
+
+
+# --- helpers ----------------------------------------------------------------------------
+def make_bulk_file(path: str, mib: int) -> int:
+    """Printable bytes, no newline, no "END-2" (the alphabet below has no '-')."""
+    block = (b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+/" * 1024)  # 64 KiB
+    with open(path, "wb") as f:
+        for _ in range(mib * 16):
+            f.write(block)
+    return mib * 2**20
+
+
+def launch_terminal(client: httpx.Client, base: str, key: str, timeout: float = 120) -> str:
+    """POST …/resources/terminals until the runner answers (it may still be starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = client.post(f"{base}/resources/terminals", json={"terminal": "shell",
+                                                             "session_key": key})
+        if r.status_code in (200, 201):
+            return r.json()["id"]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"launch terminal {key} at {base}: {r.status_code} {r.text[:300]}")
+        time.sleep(0.3)
+
+
+def procs_with_home(home: str) -> list:
+    """Processes whose environment has HOME=<home> (e.g. a daemonized tmux server)."""
+    want = f"HOME={home}".encode()
+    found = []
+    for p in all_procs():
+        try:
+            with open(f"/proc/{p.pid}/environ", "rb") as f:
+                if want in f.read().split(b"\0"):
+                    found.append(p)
+        except OSError:
+            pass
+    return found
+
+
+def load() -> dict:
+    return {"loadavg_1m": round(os.getloadavg()[0], 2),
+            "pytest_procs": sum("pytest" in " ".join(p.cmdline()) for p in all_procs())}
+
+
+# --- the run ----------------------------------------------------------------------------
+async def measure(targets: dict, args) -> dict:
+    """targets: name -> (echo terminal, bulk terminal)."""
+    result: dict = {}
+    # -- echo ---------------------------------------------------------------------------
+    for name, (term, _) in targets.items():
+        replay = await term.drain()
+        await term.send(SETUP)
+        after = await term.drain()
+        got = await term.echo(b"x")
+        log(f"{name}: replay {replay} B, setup answer {after} B, first echo {got:.2f} ms")
+    i = 0
+    for phase, n in (("warmup", args.warmup), ("measured", args.n)):
+        samples = {t: [] for t in targets}
+        while any(len(xs) < n for xs in samples.values()):
+            for name, (term, _) in targets.items():
+                xs = samples[name]
+                for _ in range(min(CHUNK, n - len(xs))):
+                    xs.append(await term.echo(LETTERS[i % 26]))
+                    i += 1
+        if phase == "measured":
+            result["echo_ms"] = {t: summary(xs) for t, xs in samples.items()}
+            result["echo_samples_ms"] = {t: [round(x, 4) for x in xs]
+                                         for t, xs in samples.items()}
+    for name, (term, _) in targets.items():  # nothing unexpected came back
+        extra = await term.drain(0.3)
+        if extra:
+            log(f"{name}: {extra} unexpected bytes after the echo samples")
+
+    # -- bulk ---------------------------------------------------------------------------
+    line = f"cat {args.bulk_path}; echo END-$((1+1))\n".encode()
+    for name, (_, term) in targets.items():
+        await term.drain()
+    bulk: dict = {t: [] for t in targets}
+    for run in range(args.bulk_runs):
+        for name, (_, term) in targets.items():
+            try:
+                secs, n = await term.bulk(line)
+            except (TimeoutError, websockets.ConnectionClosed) as exc:
+                log(f"{name}: bulk run {run + 1} failed: {exc!r}")
+                bulk[name].append({"error": repr(exc)})
+                continue
+            rest = await term.drain(0.3)
+            mbs = args.bulk_bytes / 1e6 / secs
+            bulk[name].append({"seconds": round(secs, 3), "mb_s": round(mbs, 1),
+                               "mib_s": round(args.bulk_bytes / 2**20 / secs, 1),
+                               "bytes_received": n, "bytes_after_mark": rest})
+            log(f"{name}: bulk run {run + 1}: {secs:.2f} s, {mbs:.1f} MB/s, "
+                f"{n} bytes received")
+    result["bulk"] = bulk
+    return result
+
+
+async def run(args, ws_targets: dict, local: LocalPty, local_bulk: LocalPty) -> dict:
+    try:
+        import uvloop  # same loop for every WebSocket target
+        log("client event loop: uvloop")
+    except ImportError:
+        pass
+    targets: dict = {}
+    try:
+        for name, (url_echo, url_bulk, headers) in ws_targets.items():
+            targets[name] = (await WsTerm.connect(url_echo, headers, args.deflate),
+                             await WsTerm.connect(url_bulk, headers, args.deflate))
+            if name == "ours":
+                targets["local pty"] = (local, local_bulk)
+        targets.setdefault("local pty", (local, local_bulk))
+        return await measure(targets, args)
+    finally:
+        for name, pair in targets.items():
+            if name != "local pty":
+                for t in pair:
+                    try:
+                        await t.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=1000, help="measured echo samples per target")
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--bulk-mib", type=int, default=100)
+    ap.add_argument("--bulk-runs", type=int, default=3)
+    ap.add_argument("--deflate", action="store_true",
+                    help="offer permessage-deflate, as a browser does")
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--no-reference", action="store_true")
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+    tmp = tempfile.mkdtemp(prefix="omni-bench-term-")
+    os.chmod(tmp, 0o755)
+    server = node = daemon = ref_server = ref_host = None
+    local = local_bulk = None
+    clients: list[httpx.Client] = []
+    homes: list[str] = []
+    result: dict = {"n": args.n, "warmup": args.warmup, "chunk": CHUNK, "node_ip": NODE_IP,
+                    "bulk_mib": args.bulk_mib, "deflate": args.deflate,
+                    "client": f"websockets {websockets.__version__} asyncio, uvloop"}
+    try:
+        node_home = os.path.join(tmp, "node")
+        ws_ours = os.path.join(node_home, "ws-ours")
+        os.makedirs(ws_ours)
+        homes.append(node_home)
+        args.bulk_bytes = make_bulk_file(os.path.join(ws_ours, "bigfile"), args.bulk_mib)
+        args.bulk_path = os.path.join(ws_ours, "bigfile")
+        log(f"bulk file: {args.bulk_bytes} bytes at {args.bulk_path}")
+
+        # -- ours ----------------------------------------------------------------------
+        server = Server(home=os.path.join(tmp, "server")).start()
+        homes.append(server.home)
+        fix_token(server)
+        node = RayNode(server, NODE_IP, node_home).wait_started()
+        daemon = Daemon(server, server.token, NODE_IP, node_home)
+        host_id = daemon.wait_registered()
+        ours = server.client(server.token)
+        clients.append(ours)
+        r = ours.post("/v1/sessions", json={"title": "bench", "agent": AGENT,
+                                            "host_id": host_id, "workspace": ws_ours})
+        if r.status_code not in (200, 201):
+            raise RuntimeError(f"ours session: {r.status_code} {r.text[:300]}")
+        base = f"/v1/sessions/{r.json()['id']}"
+        t0 = time.monotonic()
+        ids = {k: launch_terminal(ours, base, k) for k in ("bench", "bulk")}
+        log(f"ours: terminals {ids} on {NODE_IP} ({time.monotonic() - t0:.1f}s after launch)")
+        wurl = server.url.replace("http://", "ws://")
+        auth = {"Authorization": f"Bearer {server.token}"}
+        ws_targets = {"ours": (f"{wurl}{base}/resources/terminals/{ids['bench']}/attach",
+                               f"{wurl}{base}/resources/terminals/{ids['bulk']}/attach", auth)}
+        # the pty really is on the node: a bash under the node's process tree
+        bashes = [p for p in proc_tree(node.proc.popen.pid) if p.name() == "bash"]
+        result["ours_pty_on_node"] = len(bashes)
+        log(f"ours: {len(bashes)} bash processes under the node's tree")
+
+        # -- local pty -----------------------------------------------------------------
+        local, local_bulk = LocalPty(ws_ours), LocalPty(ws_ours)
+
+        # -- reference -------------------------------------------------------------------
+        if not args.no_reference:
+            ref_home = os.path.join(tmp, "ref-home")
+            ws_ref = os.path.join(ref_home, "ws")
+            os.makedirs(ws_ref)
+            homes.append(ref_home)
+            rport = free_port()
+            rurl = f"http://127.0.0.1:{rport}"
+            renv = base_env(ref_home, OMNIGENT_LOCAL_SINGLE_USER="1")
+            ref_server = subprocess.Popen(
+                [str(REF_BIN), "server", "--port", str(rport), "--no-open"], env=renv,
+                cwd=ref_home, stdin=subprocess.DEVNULL,
+                stdout=open(f"{ref_home}/server.log", "w"), stderr=subprocess.STDOUT,
+                start_new_session=True)
+            wait_http(f"{rurl}/v1/hosts", 120, alive=lambda: ref_server.poll() is None)
+            ref_host = subprocess.Popen(
+                [str(REF_BIN), "host", rurl, "--non-interactive"], env=renv, cwd=ref_home,
+                stdin=subprocess.DEVNULL, stdout=open(f"{ref_home}/host.log", "w"),
+                stderr=subprocess.STDOUT, start_new_session=True)
+            r = wait_http(f"{rurl}/v1/hosts", 60, alive=lambda: ref_host.poll() is None,
+                          ok=lambda r: r.status_code == 200 and any(
+                              h.get("status") == "online" for h in r.json()["hosts"]))
+            ref_host_id = r.json()["hosts"][0]["host_id"]
+            ref = httpx.Client(base_url=rurl, timeout=60)
+            clients.append(ref)
+            sid = ref_session(ref)
+            r = ref.post(f"/v1/hosts/{ref_host_id}/runners",
+                         json={"session_id": sid, "workspace": ws_ref})
+            if r.status_code not in (200, 201):
+                raise RuntimeError(f"reference launch: {r.status_code} {r.text[:300]}")
+            rbase = f"/v1/sessions/{sid}"
+            rids = {k: launch_terminal(ref, rbase, k) for k in ("bench", "bulk")}
+            rws = rurl.replace("http://", "ws://")
+            ws_targets["reference"] = (
+                f"{rws}{rbase}/resources/terminals/{rids['bench']}/attach",
+                f"{rws}{rbase}/resources/terminals/{rids['bulk']}/attach", {})
+            log(f"reference up on {rurl}, session {sid}, terminals {rids}")
+
+        result["load_before"] = load()
+        if hasattr(asyncio, "Runner"):
+            try:
+                import uvloop
+                with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                    measured = runner.run(run(args, ws_targets, local, local_bulk))
+            except ImportError:
+                measured = asyncio.run(run(args, ws_targets, local, local_bulk))
+        result["load_after"] = load()
+        result.update(measured)
+
+        # -- report ------------------------------------------------------------------------
+        echo = result["echo_ms"]
+        bulk_best = {}
+        for t, runs in result["bulk"].items():
+            ok = [x["mb_s"] for x in runs if "mb_s" in x]
+            bulk_best[t] = {"median": sorted(ok)[len(ok) // 2] if ok else None,
+                            "max": max(ok) if ok else None, "runs_ok": len(ok)}
+        result["bulk_mb_s"] = bulk_best
+        names = list(echo)
+        print()
+        print(f"Terminal keystroke echo (n={args.n} after {args.warmup} warm-up, chunks of "
+              f"{CHUNK}) and bulk output ({args.bulk_mib} MiB cat, {args.bulk_runs} runs, "
+              f"median), {'deflate' if args.deflate else 'no compression'}")
+        print(f"| {'target':<10} | {'echo p50 ms':>11} | {'echo p99 ms':>11} | "
+              f"{'echo mean':>9} | {'bulk MB/s':>9} | {'bulk runs MB/s':<22} |")
+        print("|" + "|".join("-" * w for w in (12, 13, 13, 11, 11, 24)) + "|")
+        for t in names:
+            e, b = echo[t], bulk_best[t]
+            runs = ", ".join(str(x.get("mb_s", "fail")) for x in result["bulk"][t])
+            med = f"{b['median']:.1f}" if b["median"] is not None else "fail"
+            print(f"| {t:<10} | {e['p50']:>11.3f} | {e['p99']:>11.3f} | {e['mean']:>9.3f} | "
+                  f"{med:>9} | {runs:<22} |")
+        ratios = {}
+        for other in [t for t in names if t != "ours"]:
+            r = {"echo_p50": echo["ours"]["p50"] / echo[other]["p50"],
+                 "echo_p99": echo["ours"]["p99"] / echo[other]["p99"]}
+            if bulk_best["ours"]["median"] and bulk_best[other]["median"]:
+                r["bulk"] = bulk_best["ours"]["median"] / bulk_best[other]["median"]
+            ratios[f"ours/{other}"] = {k: round(v, 2) for k, v in r.items()}
+            print(f"ours/{other}: " + ", ".join(f"{k} {v:.2f}x" for k, v in r.items()))
+        result["ratios"] = ratios
+        o = echo["ours"]
+        targets = {"echo_p50_le_reference": (o["p50"] <= echo["reference"]["p50"])
+                   if "reference" in echo else None,
+                   "echo_p99_le_3ms": o["p99"] <= 3.0,
+                   "bulk_ge_50_mb_s": bool(bulk_best["ours"]["median"]
+                                           and bulk_best["ours"]["median"] >= 50)}
+        result["targets_met"] = targets
+        print(f"targets: {targets}")
+        print(f"machine load before / after: {result['load_before']} / {result['load_after']}")
+        if args.json:
+            slim = dict(result)
+            Path(args.json).write_text(json.dumps(slim, indent=1) + "\n")
+            print(f"wrote {args.json}")
+        return 0
+    finally:
+        log("stopping everything started here")
+        for c in clients:
+            c.close()
+        for lp in (local, local_bulk):
+            if lp is not None:
+                try:
+                    asyncio.run(lp.close())
+                except Exception:  # noqa: BLE001
+                    pass
+        kill_group(ref_host, "reference host")
+        kill_group(ref_server, "reference server")
+        ours_procs = [p for x in (server and server.proc, node and node.proc,
+                                  daemon and daemon.proc) if x
+                      for p in proc_tree(x.popen.pid)]
+        if daemon:
+            daemon.stop()
+        if node:
+            node.kill()
+        if server and server.proc:
+            server.stop()
+        deadline = time.monotonic() + 10
+        while True:
+            left = [p for p in ours_procs if p.alive()]
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
+        left += [p for h in homes for p in procs_with_home(h) if p.pid != os.getpid()]
+        for p in left:
+            if p.alive():
+                log(f"killing leftover {p.pid} {p.name()}")
+                try:
+                    p.kill()
+                except OSError:
+                    pass
+        shutil.rmtree(tmp, ignore_errors=True)
+        log("done")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
