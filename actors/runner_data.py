@@ -23,7 +23,7 @@ from starlette.responses import Response
 from omnigent.api import errors as http_errors
 from omnigent.domain.pagination import list_envelope, paginate_by_key
 from omnigent.env import fsops, search, shell
-from omnigent.env.terminals import CLOSE_GONE, Client, Terminals
+from omnigent.env.terminals import CLOSE_GONE, MAX_TERMINALS, Client, Terminals
 from omnigent.env.paths import resolve
 from omnigent.errors import InvalidRequest, NotFound, RunnerUnavailable
 from omnigent.models import EditFile, ShellCommand, TerminalCreate, TerminalTransfer, WriteFile
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 GONE_HEADER = "x-omnigent-runner-gone"
 SESSION_HEADER = "x-omnigent-session"  # the session a terminal request is made for
+MAX_TERMINALS_ENV = "OMNIGENT_MAX_TERMINALS"  # live terminals per runner, on the host
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Order = Literal["asc", "desc"]
 Acting = Annotated[str | None, Header(alias=SESSION_HEADER)]
@@ -167,7 +168,9 @@ def runner_app(runner: "RunnerActor"):
         if runner.terminals is None:
             declared = await asyncio.to_thread(runner.declared_terminals)
             if runner.terminals is None:
-                runner.terminals = Terminals(runner.root, runner.session_id, declared)
+                runner.terminals = Terminals(
+                    runner.root, runner.session_id, declared,
+                    max_terminals=int(os.environ.get(MAX_TERMINALS_ENV, MAX_TERMINALS)))
         return runner.terminals
 
     @r.get("/terminals")

@@ -301,11 +301,6 @@ async def measure(targets: dict, args) -> dict:
 
 
 async def run(args, ws_targets: dict, local: LocalPty, local_bulk: LocalPty) -> dict:
-    try:
-        import uvloop  # same loop for every WebSocket target
-        log("client event loop: uvloop")
-    except ImportError:
-        pass
     targets: dict = {}
     try:
         for name, (url_echo, url_bulk, headers) in ws_targets.items():
@@ -424,13 +419,9 @@ def main() -> int:
             log(f"reference up on {rurl}, session {sid}, terminals {rids}")
 
         result["load_before"] = load()
-        if hasattr(asyncio, "Runner"):
-            try:
-                import uvloop
-                with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                    measured = runner.run(run(args, ws_targets, local, local_bulk))
-            except ImportError:
-                measured = asyncio.run(run(args, ws_targets, local, local_bulk))
+        import uvloop
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            measured = runner.run(run(args, ws_targets, local, local_bulk))
         result["load_after"] = load()
         result.update(measured)
 

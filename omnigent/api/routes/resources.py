@@ -34,16 +34,26 @@ async def list_resources(session_id: str, request: Request, user: User, st: Stat
                          type: Literal["environment", "terminal", "file"] | None = None):
     """The runner's inventory (it must be bound) with the session's files added."""
     status, data, content_type = await _forward(session_id, "", request, user, st)
-    if status != 200 or type not in (None, "file"):
+    if status != 200:
         return Response(data, status, media_type=content_type)
     body = json.loads(data)
+    if type in (None, "terminal"):  # terminals other sessions handed to this one
+        from omnigent.api.routes.terminals import moved_in_terminals
+
+        body["data"] += await moved_in_terminals(st, user, session_id)
+    if type not in (None, "file"):
+        return Json(_envelope(body))
     files = await call(st.control.list_files.remote(user, session_id, 1000, None, None, "asc"),
                        timeout=30, unreachable=Unavailable("the control plane is unavailable"))
     body["data"] = [r for r in body["data"] if r["type"] != "file"] + files["data"]
+    body["has_more"] = bool(body.get("has_more")) or files["has_more"]
+    return Json(_envelope(body))
+
+
+def _envelope(body: dict) -> dict:
     body["first_id"] = body["data"][0]["id"] if body["data"] else None
     body["last_id"] = body["data"][-1]["id"] if body["data"] else None
-    body["has_more"] = bool(body.get("has_more")) or files["has_more"]
-    return Json(body)
+    return body
 
 
 @router.get("/{resource_id}")

@@ -68,6 +68,20 @@ def _reply(status: int, data: bytes, content_type: str | None) -> Response:
     return Response(data, status, media_type=content_type)
 
 
+async def moved_in_terminals(st: AppState, user: str, session_id: str) -> list[dict]:
+    """The terminals other sessions handed to this one, as resources."""
+    routes = await _routes(st, user, session_id)
+    found: list[dict] = []
+    for runner in {m["runner_id"]: m for m in routes["moved_in"].values()}.values():
+        link = await st.link_for_runner(runner["runner_id"], runner["host_id"])
+        status, data, _ = await st.forward_via(link, "GET", "/resources/terminals",
+                                               "limit=1000&order=asc",
+                                               headers={SESSION_HEADER: session_id})
+        if status == 200:
+            found += json.loads(data)["data"]
+    return found
+
+
 @router.get(PREFIX)
 async def list_terminals(session_id: str, user: User, st: State,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 20,
