@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 GONE_HEADER = "x-omnigent-runner-gone"
 SESSION_HEADER = "x-omnigent-session"  # the session a terminal request is made for
 MAX_TERMINALS_ENV = "OMNIGENT_MAX_TERMINALS"  # live terminals per runner, on the host
+FRAME_BYTES = 1024 * 1024  # output queued for a slow-ish client is sent in frames this big
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Order = Literal["asc", "desc"]
 Acting = Annotated[str | None, Header(alias=SESSION_HEADER)]
@@ -245,6 +246,15 @@ async def pump_terminal(ws: WebSocket, terms: Terminals, terminal_id: str,
     async def writer() -> None:
         while True:
             data = await queue.get()
+            if data is not None and not queue.empty():
+                frame = bytearray(data)  # what queued up meanwhile goes in one frame
+                while not queue.empty() and len(frame) < FRAME_BYTES:
+                    more = queue.get_nowait()
+                    if more is None:
+                        queue.put_nowait(None)
+                        break
+                    frame += more
+                data = bytes(frame)
             if data is None:
                 await ws.close(code=closing[0])
                 return

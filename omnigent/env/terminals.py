@@ -28,6 +28,7 @@ SCROLLBACK = 1024 * 1024      # bytes of recent output replayed to a new client
 CLIENT_BUDGET = 4 * 1024 * 1024  # unsent bytes a client may fall behind before it is dropped
 MAX_TERMINALS = 16            # live terminals per runner
 READ_SIZE = 64 * 1024
+MAX_READS = 64                # reads gathered into one piece of output
 CLOSE_SLOW = 1013
 CLOSE_GONE = 4404
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -129,15 +130,27 @@ class Terminals:
                         spec.get("scrollback") or SCROLLBACK, int(time.time()))
 
     def _on_output(self, term: Terminal) -> None:
-        try:
-            data = os.read(term.fd, READ_SIZE)
-        except BlockingIOError:
-            return
-        except OSError:  # EIO: the program and everything holding the pty is gone
-            data = b""
-        if not data:
+        # A pty hands out at most a few KiB per read: read what is there (up to a bound,
+        # so a flood cannot hold the loop) and send it on as one piece.
+        chunks: list[bytes] = []
+        ended = False
+        for _ in range(MAX_READS):
+            try:
+                data = os.read(term.fd, READ_SIZE)
+            except BlockingIOError:
+                break
+            except OSError:  # EIO: the program and everything holding the pty is gone
+                data = b""
+            if not data:
+                ended = True
+                break
+            chunks.append(data)
+        if chunks:
+            self._fan_out(term, b"".join(chunks) if len(chunks) > 1 else chunks[0])
+        if ended:
             self._ended(term)
-            return
+
+    def _fan_out(self, term: Terminal, data: bytes) -> None:
         term.remember(data)
         for client in list(term.clients):
             if client.pending() > self.client_budget:
