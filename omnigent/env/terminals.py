@@ -31,6 +31,9 @@ READ_SIZE = 64 * 1024
 MAX_READS = 64                # reads gathered into one piece of output
 CLOSE_SLOW = 1013
 CLOSE_GONE = 4404
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
+                    signal.SIGHUP, signal.SIGCHLD, signal.SIGXFSZ, signal.SIGTSTP,
+                    signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2)
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -121,6 +124,11 @@ class Terminals:
         pid, fd = pty.fork()
         if pid == 0:  # the child: its own session (pty.fork did setsid), in the root
             try:
+                # The runner's process ignores or blocks some signals (SIGPIPE, SIGINT, …);
+                # a terminal's programs must get them as usual (`yes | head`, Ctrl-C).
+                signal.pthread_sigmask(signal.SIG_SETMASK, [])
+                for sig in _DEFAULT_SIGNALS:
+                    signal.signal(sig, signal.SIG_DFL)
                 os.chdir(self.root)
                 os.execvpe(argv[0], argv, env)
             finally:
