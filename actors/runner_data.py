@@ -269,17 +269,18 @@ async def pump_terminal(ws: WebSocket, terms: Terminals, terminal_id: str,
             if message["type"] == "websocket.disconnect":
                 break
             if message.get("bytes") is not None:
-                terms.write(terminal_id, client, message["bytes"])
+                terms.write(terminal_id, client, message["bytes"], acting)
             elif message.get("text") is not None:
                 control = _control_message(message["text"])
                 if control is None:
-                    terms.write(terminal_id, client, message["text"].encode())
+                    terms.write(terminal_id, client, message["text"].encode(), acting)
                 elif control.get("type") == "resize" and not read_only:
-                    terms.resize(terminal_id, int(control["cols"]), int(control["rows"]))
+                    terms.resize(terminal_id, int(control["cols"]), int(control["rows"]),
+                                 acting)
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
-        terms.detach(terminal_id, client)
+        terms.detach(terminal_id, client, acting)
         if not out.done():
             out.cancel()
 

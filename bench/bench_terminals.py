@@ -26,8 +26,17 @@ targets are interleaved in chunks of 100 samples so background noise hits them a
 Bulk: on another terminal (session_key "bulk", normal tty mode) `cat <file>; echo
 END-$((1+1))` is typed; the time from sending that line to `END-2` arriving at the
 client. The file is `--bulk-mib` MiB of printable bytes without newlines, so the pty does
-not expand anything; the bytes received are counted too. MB/s = file bytes / 1e6 / time
-(MiB/s in the JSON). `--bulk-runs` runs per target, interleaved.
+not expand anything (one file, in our workspace on the node's HOME; every target cats it
+by its absolute path); the bytes received are counted too. If the server closes the
+connection during a run (ours closes a client with 1013 when it falls more than 4 MiB
+behind), the run is reported as "<code>@<MB received>" and the client attaches again.
+MB/s = file bytes / 1e6 / time (MiB/s in the JSON). `--bulk-runs` runs per target,
+interleaved. Per run the JSON also has the frames received (reads, for the local pty),
+their mean size and the client's CPU seconds.
+
+Also recorded: the commit and any changed server files (the run measures the working
+tree), where our terminal programs run (under the worker node's process tree or not), and
+the machine's load before and after (another session may be running tests here).
 
 Every process started here is stopped in `finally` (by process group, plus any process
 left with one of our temporary HOMEs, e.g. the reference's tmux server); never `ray
@@ -57,10 +66,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_env import ref_session  # noqa: E402  (its agent declares the same `shell`)
-from bench_hosts import (REF_BIN, all_procs, fix_token, kill_group, log, proc_tree,  # noqa: E402
-                         summary, wait_http)
-from tests.procs import Daemon, RayNode, Server, base_env, free_port  # noqa: E402
+from bench_env import ref_session
+from bench_hosts import (
+    REF_BIN,
+    all_procs,
+    fix_token,
+    kill_group,
+    log,
+    proc_tree,
+    summary,
+    wait_http,
+)
+
+from tests.procs import Daemon, RayNode, Server, base_env, free_port
 
 NODE_IP = "127.0.0.41"
 CHUNK = 100
@@ -73,27 +91,49 @@ TIMEOUT = 10.0          # one echo
 BULK_TIMEOUT = 600.0    # one bulk run
 
 
+class Dropped(Exception):
+    """The server closed the connection in the middle of a bulk run."""
+
+    def __init__(self, code: int | None, received: int, seconds: float) -> None:
+        super().__init__(f"closed with code {code} after {received} bytes, {seconds:.2f} s")
+        self.code, self.received, self.seconds = code, received, seconds
+
+
 # --- targets ----------------------------------------------------------------------------
 class WsTerm:
     """One attached WebSocket client of a terminal."""
 
-    def __init__(self, ws) -> None:
+    def __init__(self, ws, url: str, headers: dict, deflate: bool) -> None:
         self.ws = ws
+        self.url, self.headers, self.deflate = url, headers, deflate
         self.received = 0
+        self.frames = 0
+
+    @staticmethod
+    async def _open(url: str, headers: dict, deflate: bool):
+        return await websockets.connect(url, additional_headers=headers,
+                                        compression="deflate" if deflate else None,
+                                        max_size=None, ping_interval=None, open_timeout=30,
+                                        close_timeout=2)
 
     @classmethod
-    async def connect(cls, url: str, headers: dict, deflate: bool) -> "WsTerm":
-        ws = await websockets.connect(url, additional_headers=headers,
-                                      compression="deflate" if deflate else None,
-                                      max_size=None, ping_interval=None, open_timeout=30,
-                                      close_timeout=2)
-        return cls(ws)
+    async def connect(cls, url: str, headers: dict, deflate: bool) -> WsTerm:
+        return cls(await cls._open(url, headers, deflate), url, headers, deflate)
+
+    async def reconnect(self) -> None:
+        """After the server closed this client (e.g. 1013, too slow): attach again."""
+        try:
+            await self.ws.close()
+        except Exception:  # noqa: BLE001
+            pass
+        self.ws = await self._open(self.url, self.headers, self.deflate)
 
     async def recv(self) -> bytes:
         while True:
             m = await self.ws.recv()
             if isinstance(m, bytes):
                 self.received += len(m)
+                self.frames += 1
                 return m
 
     async def send(self, data: bytes) -> None:
@@ -126,7 +166,11 @@ class WsTerm:
             t = time.perf_counter()
             await self.ws.send(line)
             while True:
-                m = await self.recv()
+                try:
+                    m = await self.recv()
+                except websockets.ConnectionClosed as exc:
+                    raise Dropped(exc.rcvd.code if exc.rcvd else None, n,
+                                  time.perf_counter() - t) from None
                 n += len(m)
                 if MARK in m or MARK in tail + m[:len(MARK)]:
                     return time.perf_counter() - t, n
@@ -150,6 +194,7 @@ class LocalPty:
                 os._exit(127)
         self.pid, self.fd = pid, fd
         self.received = 0
+        self.frames = 0
 
     def _read(self, timeout: float) -> bytes:
         r, _, _ = select.select([self.fd], [], [], timeout)
@@ -157,6 +202,7 @@ class LocalPty:
             raise TimeoutError
         data = os.read(self.fd, 65536)
         self.received += len(data)
+        self.frames += 1
         return data
 
     async def send(self, data: bytes) -> None:
@@ -210,8 +256,7 @@ def make_bulk_file(path: str, mib: int) -> int:
     """Printable bytes, no newline, no "END-2" (the alphabet below has no '-')."""
     block = (b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+/" * 1024)  # 64 KiB
     with open(path, "wb") as f:
-        for _ in range(mib * 16):
-            f.write(block)
+        f.writelines(block for _ in range(mib * 16))
     return mib * 2**20
 
 
@@ -240,6 +285,39 @@ def procs_with_home(home: str) -> list:
         except OSError:
             pass
     return found
+
+
+def placement(cwd: str, node_pid: int, server_pid: int) -> dict:
+    """Where the bash processes running in `cwd` are: under the worker node's process
+    tree (a RunnerActor on the node), under the server's (the head), or elsewhere."""
+    cwd = os.path.realpath(cwd)
+    node = {p.pid for p in proc_tree(node_pid)}
+    head = {p.pid for p in proc_tree(server_pid)}
+    out = {"node": 0, "head": 0, "elsewhere": 0}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        out = {"node": 0, "head": 0, "elsewhere": 0}
+        for p in all_procs():
+            try:
+                if p.name() != "bash" or os.readlink(f"/proc/{p.pid}/cwd") != cwd:
+                    continue
+            except OSError:
+                continue
+            out["node" if p.pid in node else "head" if p.pid in head else "elsewhere"] += 1
+        if sum(out.values()) >= 2:
+            break
+        time.sleep(0.2)
+    return out
+
+
+def code_version() -> dict:
+    """The commit, and the server files that differ from it (the run measures the working
+    tree: the Ray workers import the code from it when they start)."""
+    def git(*a: str) -> str:
+        r = subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True)
+        return r.stdout.strip()
+    dirty = git("diff", "--name-only", "HEAD", "--", "actors", "omnigent", "serve_app.py")
+    return {"head": git("rev-parse", "--short", "HEAD"), "server_files_changed": dirty.split()}
 
 
 def load() -> dict:
@@ -283,19 +361,40 @@ async def measure(targets: dict, args) -> dict:
     bulk: dict = {t: [] for t in targets}
     for run in range(args.bulk_runs):
         for name, (_, term) in targets.items():
+            frames, cpu = term.frames, time.process_time()
             try:
                 secs, n = await term.bulk(line)
-            except (TimeoutError, websockets.ConnectionClosed) as exc:
+            except Dropped as exc:
+                log(f"{name}: bulk run {run + 1} failed: the server {exc}; attaching again")
+                bulk[name].append({"error": "dropped", "close_code": exc.code,
+                                   "bytes_before_close": exc.received,
+                                   "seconds_to_close": round(exc.seconds, 3)})
+                # The cat goes on without this client: let it finish, then attach again
+                # (the replay is the last MiB) and go on.
+                for _ in range(5):
+                    await asyncio.sleep(5)
+                    try:
+                        await term.reconnect()
+                        log(f"{name}: {await term.drain(1.0, limit=120)} bytes drained "
+                            "after attaching again")
+                        break
+                    except websockets.ConnectionClosed as again:
+                        log(f"{name}: closed again while draining: {again!r}")
+                continue
+            except TimeoutError as exc:
                 log(f"{name}: bulk run {run + 1} failed: {exc!r}")
                 bulk[name].append({"error": repr(exc)})
                 continue
+            frames, cpu = term.frames - frames, time.process_time() - cpu
             rest = await term.drain(0.3)
             mbs = args.bulk_bytes / 1e6 / secs
             bulk[name].append({"seconds": round(secs, 3), "mb_s": round(mbs, 1),
                                "mib_s": round(args.bulk_bytes / 2**20 / secs, 1),
-                               "bytes_received": n, "bytes_after_mark": rest})
+                               "bytes_received": n, "bytes_after_mark": rest,
+                               "frames": frames, "mean_frame_bytes": n // max(frames, 1),
+                               "client_cpu_s": round(cpu, 3)})
             log(f"{name}: bulk run {run + 1}: {secs:.2f} s, {mbs:.1f} MB/s, "
-                f"{n} bytes received")
+                f"{n} bytes received in {frames} frames (reads), client CPU {cpu:.2f} s")
     result["bulk"] = bulk
     return result
 
@@ -303,12 +402,13 @@ async def measure(targets: dict, args) -> dict:
 async def run(args, ws_targets: dict, local: LocalPty, local_bulk: LocalPty) -> dict:
     targets: dict = {}
     try:
-        for name, (url_echo, url_bulk, headers) in ws_targets.items():
-            targets[name] = (await WsTerm.connect(url_echo, headers, args.deflate),
-                             await WsTerm.connect(url_bulk, headers, args.deflate))
-            if name == "ours":
-                targets["local pty"] = (local, local_bulk)
-        targets.setdefault("local pty", (local, local_bulk))
+        for name in ("ours", "local pty", "reference"):
+            if name == "local pty":
+                targets[name] = (local, local_bulk)
+            elif name in ws_targets:
+                url_echo, url_bulk, headers = ws_targets[name]
+                targets[name] = (await WsTerm.connect(url_echo, headers, args.deflate),
+                                 await WsTerm.connect(url_bulk, headers, args.deflate))
         return await measure(targets, args)
     finally:
         for name, pair in targets.items():
@@ -343,6 +443,8 @@ def main() -> int:
                     "bulk_mib": args.bulk_mib, "deflate": args.deflate,
                     "client": f"websockets {websockets.__version__} asyncio, uvloop"}
     try:
+        result["code"] = code_version()
+        log(f"code under test: {result['code']}")
         node_home = os.path.join(tmp, "node")
         ws_ours = os.path.join(node_home, "ws-ours")
         os.makedirs(ws_ours)
@@ -372,10 +474,9 @@ def main() -> int:
         auth = {"Authorization": f"Bearer {server.token}"}
         ws_targets = {"ours": (f"{wurl}{base}/resources/terminals/{ids['bench']}/attach",
                                f"{wurl}{base}/resources/terminals/{ids['bulk']}/attach", auth)}
-        # the pty really is on the node: a bash under the node's process tree
-        bashes = [p for p in proc_tree(node.proc.popen.pid) if p.name() == "bash"]
-        result["ours_pty_on_node"] = len(bashes)
-        log(f"ours: {len(bashes)} bash processes under the node's tree")
+        # the ptys really are on the node: their bash is under the node's process tree
+        result["ours_ptys"] = placement(ws_ours, node.proc.popen.pid, server.proc.popen.pid)
+        log(f"ours: terminal programs (bash in the workspace): {result['ours_ptys']}")
 
         # -- local pty -----------------------------------------------------------------
         local, local_bulk = LocalPty(ws_ours), LocalPty(ws_ours)
@@ -443,7 +544,10 @@ def main() -> int:
         print("|" + "|".join("-" * w for w in (12, 13, 13, 11, 11, 24)) + "|")
         for t in names:
             e, b = echo[t], bulk_best[t]
-            runs = ", ".join(str(x.get("mb_s", "fail")) for x in result["bulk"][t])
+            runs = ", ".join(
+                str(x["mb_s"]) if "mb_s" in x else
+                f"{x['close_code']}@{x['bytes_before_close'] / 1e6:.0f}MB"
+                if x.get("error") == "dropped" else "timeout" for x in result["bulk"][t])
             med = f"{b['median']:.1f}" if b["median"] is not None else "fail"
             print(f"| {t:<10} | {e['p50']:>11.3f} | {e['p99']:>11.3f} | {e['mean']:>9.3f} | "
                   f"{med:>9} | {runs:<22} |")

@@ -88,7 +88,7 @@ class Terminals:
         self.declared = declared
         self.max_terminals = max_terminals
         self.client_budget = client_budget
-        self._live: dict[str, Terminal] = {}
+        self._live: dict[tuple[str, str], Terminal] = {}  # (session id, terminal id)
 
     # lifecycle ----------------------------------------------------------------------
     def launch(self, name: str, session_key: str, session_id: str | None = None
@@ -103,16 +103,14 @@ class Terminals:
             raise InvalidRequest("session_key must be 1-64 letters, digits, '_', '-' or '.'",
                                  code="invalid_session_key")
         tid = terminal_id(name, session_key)
-        found = self._live.get(tid)
-        if found is not None and found.session_id == sid:
-            return found.resource(), False
+        found = self._live.get((sid, tid))
         if found is not None:
-            raise Conflict(f"terminal {tid} belongs to another session", code="terminal_exists")
+            return found.resource(), False
         if len(self._live) >= self.max_terminals:
             raise Conflict(f"this session already runs {self.max_terminals} terminals; "
                            "close one first", code="too_many_terminals")
         term = self._spawn(tid, name, session_key, sid, spec)
-        self._live[tid] = term
+        self._live[(sid, tid)] = term
         asyncio.get_running_loop().add_reader(term.fd, self._on_output, term)
         return term.resource(), True
 
@@ -171,7 +169,8 @@ class Terminals:
         loop = asyncio.get_running_loop()
         loop.remove_reader(term.fd)
         term.exited = True
-        self._live.pop(term.id, None)
+        if self._live.get((term.session_id, term.id)) is term:
+            del self._live[(term.session_id, term.id)]
         for client in list(term.clients):
             client.close(CLOSE_GONE)
         term.clients.clear()
@@ -192,15 +191,14 @@ class Terminals:
 
     # reading ------------------------------------------------------------------------
     def get_live(self, tid: str, session_id: str | None = None) -> Terminal:
-        term = self._live.get(tid)
-        if term is None or term.session_id != (session_id or self.session_id):
+        term = self._live.get((session_id or self.session_id, tid))
+        if term is None:
             raise NotFound(f"terminal not found: {tid}", code="terminal_not_found")
         return term
 
     def list(self, session_id: str | None = None) -> list[dict]:
         sid = session_id or self.session_id
-        return [t.resource() for t in sorted(self._live.values(), key=lambda t: t.id)
-                if t.session_id == sid]
+        return [t.resource() for (owner, _), t in sorted(self._live.items()) if owner == sid]
 
     # attaching ----------------------------------------------------------------------
     def attach(self, tid: str, client: Client, session_id: str | None = None) -> None:
@@ -210,15 +208,18 @@ class Terminals:
             client.send(bytes(term.scrollback))
         term.clients.add(client)
 
-    def detach(self, tid: str, client: Client) -> None:
-        term = self._live.get(tid)
+    def _find(self, tid: str, session_id: str | None) -> Terminal | None:
+        return self._live.get((session_id or self.session_id, tid))
+
+    def detach(self, tid: str, client: Client, session_id: str | None = None) -> None:
+        term = self._find(tid, session_id)
         if term is not None:
             term.clients.discard(client)
 
-    def write(self, tid: str, client: Client, data: bytes) -> None:
+    def write(self, tid: str, client: Client, data: bytes, session_id: str | None = None) -> None:
         if client.read_only:
             return
-        term = self._live.get(tid)
+        term = self._find(tid, session_id)
         if term is None:
             return
         view = memoryview(data)
@@ -230,12 +231,12 @@ class Terminals:
             except OSError:
                 return
 
-    def resize(self, tid: str, cols: int, rows: int) -> None:
+    def resize(self, tid: str, cols: int, rows: int, session_id: str | None = None) -> None:
         import fcntl
         import struct
         import termios
 
-        term = self._live.get(tid)
+        term = self._find(tid, session_id)
         if term is None:
             return
         cols, rows = max(1, min(cols, 1000)), max(1, min(rows, 1000))
@@ -243,13 +244,14 @@ class Terminals:
 
     # transfer -----------------------------------------------------------------------
     def transfer(self, tid: str, source: str, target: str) -> dict:
-        """Hand a terminal to another session served by this runner. (Sessions bound to
-        other runners need the server to route to this one: not done yet.)"""
+        """Hand a terminal to another session; it keeps running here (the server
+        remembers where, when the target session has a runner of its own elsewhere)."""
         term = self.get_live(tid, source)
-        for other in self._live.values():
-            if other is not term and other.session_id == target and other.id == tid:
-                raise Conflict(f"session {target} already has {tid}", code="terminal_exists")
+        if (target, tid) in self._live:
+            raise Conflict(f"session {target} already has {tid}", code="terminal_exists")
+        del self._live[(source, tid)]
         term.session_id = target
+        self._live[(target, tid)] = term
         return term.resource()
 
 

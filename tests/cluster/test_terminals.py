@@ -1,8 +1,8 @@
 """Terminals on a real cluster: ptys on a non-head node (alice's host A), driven through
 the API's REST routes and its WebSocket with a real client (`websockets`).
 
-Launch and listing, attach (echo, resize, read-only, several clients, replay, a slow
-client, auth), persistence (across connections, across the host daemon), exit and close,
+Launch and listing, attach (echo, resize, ^C and SIGPIPE as in any terminal, read-only,
+several clients, replay, a slow client, auth), persistence (across connections, across the host daemon), exit and close,
 transfer between sessions, limits, and a flood that must not hold up the API.
 
 Typed commands compute what the test looks for (`$((6*7))`, `$$`, `"[$PWD]"`), so the
@@ -16,6 +16,8 @@ import contextlib
 import json
 import os
 import re
+import signal
+import socket
 import time
 from dataclasses import dataclass
 
@@ -23,8 +25,17 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from tests.cluster.helpers import (env_url, error_code, launch, make_workspace, new_session,
-                                   pid_alive, put_files, restart_daemon, wait_status)
+from tests.cluster.helpers import (
+    env_url,
+    error_code,
+    launch,
+    make_workspace,
+    new_session,
+    pid_alive,
+    put_files,
+    restart_daemon,
+    wait_status,
+)
 
 MiB = 1024 * 1024
 BASH = {"command": "bash", "args": ["--norc", "--noprofile"]}
@@ -100,6 +111,58 @@ def read_pidfile(path: str, timeout: float = 10) -> int:
     raise AssertionError(f"no pid in {path}")
 
 
+def _stat(pid: str) -> tuple[str, list[bytes]] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    return (raw[raw.index(b"(") + 1:raw.rindex(b")")].decode(errors="replace"),
+            raw.rsplit(b")", 1)[1].split())
+
+
+def session_members(leader: int, comm: str) -> list[int]:
+    """The processes named `comm` in the terminal's session (its shell leads it)."""
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        st = _stat(name)
+        if st and st[0] == comm and int(st[1][3]) == leader:  # state ppid pgrp session
+            found.append(int(name))
+    return found
+
+
+def kill_in_session(leader: int, comm: str) -> int:
+    """SIGKILL what runs as `comm` in a terminal (from outside: stops a flood whatever
+    the program does with ^C)."""
+    pids = session_members(leader, comm)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)
+
+
+def signal_masks(pid: int) -> dict[str, list[str]]:
+    """The signals a process ignores (SigIgn) and blocks (SigBlk)."""
+    found: dict[str, list[str]] = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key in ("SigIgn", "SigBlk"):
+            mask = int(value.strip(), 16)
+            found[key] = [signal.Signals(n).name for n in range(1, 32)
+                          if mask & (1 << (n - 1)) and n in signal.Signals._value2member_map_]
+    return found
+
+
+def touch(path: str) -> None:
+    with open(path, "w"):
+        pass
+
+
 def rest(fn, *args, **kwargs):
     """A blocking HTTP call from inside a scenario, without stalling the WebSockets."""
     return asyncio.to_thread(fn, *args, **kwargs)
@@ -163,7 +226,7 @@ class Screen:
                                      f"last output: {self.tail()!r}")
             try:
                 scan = max(0, scan - await self._more(left))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             except ConnectionClosed:
                 raise AssertionError(f"closed (code {self.ws.close_code}) before {pattern!r}; "
@@ -176,7 +239,7 @@ class Screen:
         while (left := deadline - time.monotonic()) > 0:
             try:
                 start -= await self._more(left)
-            except (asyncio.TimeoutError, ConnectionClosed):
+            except (TimeoutError, ConnectionClosed):
                 break
         return bytes(self.buf[max(0, start):])
 
@@ -186,7 +249,7 @@ class Screen:
         while (left := deadline - time.monotonic()) > 0:
             try:
                 await self._more(left)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             except ConnectionClosed:
                 return self.ws.close_code
@@ -332,12 +395,12 @@ def test_terminals_need_a_runner_and_are_the_owners_only(world, sess, unbound):
     assert r.status_code == 409 and error_code(r) == "runner_not_bound", r.text
     assert world.alice.get(turl(unbound)).status_code == 409
     with terminal(world, sess.id, "private") as tid:
-        for who in (world.bob,):
-            assert who.get(turl(sess.id)).status_code == 404
-            assert who.get(turl(sess.id, f"/{tid}")).status_code == 404
-            r = who.post(turl(sess.id), json={"terminal": "shell", "session_key": "x"})
-            assert r.status_code == 404
-            assert who.delete(turl(sess.id, f"/{tid}")).status_code == 404
+        bob = world.bob
+        assert bob.get(turl(sess.id)).status_code == 404
+        assert bob.get(turl(sess.id, f"/{tid}")).status_code == 404
+        r = bob.post(turl(sess.id), json={"terminal": "shell", "session_key": "x"})
+        assert r.status_code == 404, r.text
+        assert bob.delete(turl(sess.id, f"/{tid}")).status_code == 404
         assert world.anon.get(turl(sess.id)).status_code == 401
         assert world.alice.get(turl(sess.id, f"/{tid}")).status_code == 200
 
@@ -355,13 +418,58 @@ def test_attach_types_echoes_and_resizes(world, sess):
             await s.expect(rb"TXT-4")
             await s.ws.send(json.dumps({"type": "resize", "cols": 123, "rows": 45}))
             await s.run("stty size")
-            await s.expect(rb"\n45 123\r?\n")
+            await s.expect(rb"[\r\n]45 123\r\n")
             await s.ws.send(json.dumps({"type": "resize", "cols": 81, "rows": 19}))
             await s.run("stty size")
-            await s.expect(rb"\n19 81\r?\n")
+            await s.expect(rb"[\r\n]19 81\r\n")
             assert s.text_frames == 0, "output must come in binary frames"
             await s.close()
         asyncio.run(scenario())
+
+
+def test_ctrl_c_interrupts_the_foreground_program(world, sess):
+    """^C typed into a terminal reaches the foreground job as SIGINT, as in any terminal."""
+    with terminal(world, sess.id, "interrupt") as tid:
+        async def scenario():
+            s = await attach(world, sess.id, tid)
+            shell = await s.pid()
+            await s.run("sleep 30; echo NOT-$((1+1))-INTERRUPTED")
+            sleeper = []
+            for _ in range(100):
+                sleeper = session_members(shell, "sleep")
+                if sleeper:
+                    break
+                await asyncio.sleep(0.05)
+            assert sleeper, "sleep did not start"
+            masks = signal_masks(sleeper[0])
+            await s.send("\x03")
+            await s.run("echo INT-$((5+5))")
+            try:
+                await s.expect(rb"INT-10", timeout=5)
+            except AssertionError:
+                kill_in_session(shell, "sleep")
+                raise AssertionError(
+                    f"^C did not interrupt `sleep 30`; its signal masks: {masks}") from None
+            assert b"NOT-2-INTERRUPTED" not in s.buf
+            await s.close()
+        asyncio.run(scenario())
+
+
+def test_programs_get_sigpipe_as_usual(world, sess):
+    """A pipeline's writer dies of SIGPIPE when the reader leaves (exit status 141), with
+    no "Broken pipe" error: the terminal's programs must not inherit an ignored SIGPIPE."""
+    with terminal(world, sess.id, "pipes") as tid:
+        async def scenario():
+            s = await attach(world, sess.id, tid)
+            await s.run('yes | head -n 1 >/dev/null; echo "PIPE<${PIPESTATUS[0]}>"')
+            m = await s.expect(rb"PIPE<(\d+)>")
+            shown = bytes(s.buf[:m.start()])
+            await s.close()
+            return int(m.group(1)), shown
+        status, shown = asyncio.run(scenario())
+        assert status == 141, (f"`yes` exited {status}, not killed by SIGPIPE (141); "
+                               f"output: {shown[-200:]!r}")
+        assert b"Broken pipe" not in shown
 
 
 def test_read_only_client_sees_output_but_cannot_type(world, sess):
@@ -445,38 +553,70 @@ def test_replay_is_bounded_by_the_scrollback(world, sess):
             await s.close()
             again = await attach(world, sess.id, big)
             replay = await again.collect(1.5)
-            assert replay.rstrip().endswith(b"$") or b"BIG-END-3" in replay
             assert b"BIG-END-3" in replay
             assert 900 * 1024 < len(replay) <= MiB, len(replay)
             await again.close()
         asyncio.run(scenario())
 
 
+def small_socket(world, rcvbuf: int = 64 * 1024) -> socket.socket:
+    """A connected socket with a small fixed receive buffer (no autotuning): a client that
+    stops reading stops the stream after a few KiB instead of up to tcp_rmem's max."""
+    host, port = world.server.url.rsplit("/", 1)[1].rsplit(":", 1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect((host, int(port)))
+    return sock
+
+
 def test_a_client_that_stops_reading_is_dropped_with_1013(world, sess):
-    flood = 40_000_000  # bytes from the program; the pty makes "y\n" "y\r\n"
+    """A client that stops reading is closed with 1013 once it lags; the terminal and a
+    client reading at the same time go on. The lag is measured on the runner, behind the
+    kernel buffers of two TCP hops (API -> client, runner -> API; the latter's receive
+    buffer autotunes up to net.ipv4.tcp_rmem's max), so the flood must outgrow those."""
+    with open("/proc/sys/net/ipv4/tcp_rmem") as f:
+        rmem = int(f.read().split()[2])
+    with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+        wmem = int(f.read().split()[2])
+    # on the wire ("y\r\n"): more than the budget and every buffer on the way together
+    flood = rmem + 3 * wmem + 4 * MiB + 8 * MiB
     with terminal(world, sess.id, "flood") as tid:
         async def scenario():
             fast = await attach(world, sess.id, tid)
-            await fast.pid()
-            # never reads: a one-frame receive queue, so the socket fills up at once
-            slow = await attach(world, sess.id, tid, max_queue=1, ping_interval=None)
-            await slow.ws.send(b"")  # attached and idle from here on
-            t0 = time.monotonic()
-            await fast.run(f"yes | head -c {flood}; echo FLOOD-DONE-$((40+2))")
-            await fast.expect(rb"FLOOD-DONE-42", timeout=90)
+            shell = await fast.pid()
+            # never reads: a one-frame receive queue and a small socket buffer, and no
+            # compression (`yes` would deflate 1000:1 and fit in any buffer)
+            slow = await attach(world, sess.id, tid, max_queue=1, ping_interval=None,
+                                sock=small_socket(world), compression=None)
+            await asyncio.sleep(0.3)
+            start, t0 = fast.received, time.monotonic()
+            await fast.run("yes")
+            while fast.received - start < flood:
+                try:
+                    await fast._more(10)
+                except (TimeoutError, ConnectionClosed):
+                    raise AssertionError(f"the reading client stalled or was closed "
+                                         f"({fast.ws.close_code}) after "
+                                         f"{fast.received - start} bytes") from None
             seconds = time.monotonic() - t0
-            assert fast.received > flood, "the attached reader missed output"
-            # the terminal is still usable, and the reader still served
+            assert kill_in_session(shell, "yes") == 1
+            # the terminal is still usable, and the reading client still served
             await fast.run("echo USABLE-$((3*3))")
-            await fast.expect(rb"USABLE-9")
-            # the stalled client, reading at last: what was queued, then close 1013
-            code = await slow.closed(timeout=60)
+            await fast.expect(rb"USABLE-9", timeout=30)
+            # the stalled client, reading at last: what was queued for it, then 1013
+            try:
+                code = await slow.closed(timeout=30)
+            except AssertionError:
+                raise AssertionError(
+                    f"the stalled client was never dropped: it got {slow.received} of "
+                    f"{fast.received - start}+ bytes and is still open") from None
             assert code == 1013, f"stalled client closed with {code}, not 1013"
-            assert slow.received < flood, "the stalled client was never dropped"
+            assert slow.received < fast.received - start
             await fast.close()
-            return seconds
-        seconds = asyncio.run(scenario())
-        assert seconds < 60
+            return seconds, slow.received, fast.received - start
+        seconds, lagged, total = asyncio.run(scenario())
+        print(f"flood {total / MiB:.0f} MiB in {seconds:.1f}s; the stalled client had "
+              f"{lagged / MiB:.1f} MiB")
 
 
 def test_token_in_the_first_frame(world, sess):
@@ -616,11 +756,13 @@ def test_transfer_moves_a_running_terminal(world, sess, sess_b, target):
     else:
         dst = sess_b.id
     tid = open_term(alice, src, f"moving-{target}")
+    stop = f"stop-{target}"
     try:
         async def scenario():
             a = await attach(world, src, tid)
             pid = await a.pid("BEFORE")
-            await a.run('i=0; while :; do i=$((i+1)); echo "TICK $i"; sleep 0.2; done')
+            await a.run(f'i=0; while [ ! -e {stop} ]; do i=$((i+1)); echo "TICK $i"; '
+                        'sleep 0.2; done')
             await ticks(a, 2)
 
             r = await rest(alice.post, turl(src, f"/{tid}/transfer"),
@@ -630,9 +772,12 @@ def test_transfer_moves_a_running_terminal(world, sess, sess_b, target):
             assert moved["id"] == tid and moved["session_id"] == dst
             assert moved["type"] == "terminal" and moved["name"] == "shell"
 
-            # the client attached through the source keeps receiving the output
-            seen = await ticks(a, 4)
-            assert seen == list(range(seen[0], seen[0] + 4)), seen
+            # the client attached through the source keeps receiving the output, live
+            moved_at, seen, late = time.monotonic(), [], 0
+            while late < 3:
+                seen += await ticks(a, 1)
+                late += time.monotonic() - moved_at > 0.3
+            assert seen == list(range(seen[0], seen[0] + len(seen))), seen
             assert pid_alive(pid)
 
             # it left the source and joined the target
@@ -647,8 +792,12 @@ def test_transfer_moves_a_running_terminal(world, sess, sess_b, target):
             # attach through the target: the same process, live, and it takes input
             b = await attach(world, dst, tid)
             await ticks(b, 2)
-            await b.send("\x03")
-            assert await b.pid("AFTER") == pid
+            # typed through the target while the loop runs: the shell reads it after
+            await b.run('echo "AFTER<$$>"')
+            await asyncio.sleep(0.3)
+            await rest(touch, os.path.join(sess.ws, stop))
+            m = await b.expect(rb"AFTER<(\d+)>")
+            assert int(m.group(1)) == pid
             await a.expect(rb"AFTER<\d+>")
             assert pid_alive(pid)
 
@@ -660,7 +809,14 @@ def test_transfer_moves_a_running_terminal(world, sess, sess_b, target):
             return pid
         pid = asyncio.run(scenario())
         assert wait_dead(pid)
-        assert tid not in list_ids(alice, dst)
+        listed = alice.get(turl(dst))
+        if target == "no_runner" and listed.status_code == 409:
+            # nothing left in a session without a runner: the contract's 409
+            assert error_code(listed) == "runner_not_bound", listed.text
+        else:
+            assert listed.status_code == 200, listed.text
+            assert tid not in [t["id"] for t in listed.json()["data"]]
+            assert alice.get(turl(dst, f"/{tid}")).status_code == 404
     finally:
         alice.delete(turl(dst, f"/{tid}"))
         alice.delete(turl(src, f"/{tid}"))
@@ -723,8 +879,6 @@ def test_transfer_refusals(world, sess, sess_b):
 
         # nothing moved: both terminals are where they were, and they are two
         assert tid in list_ids(alice, src) and clash in list_ids(alice, sess_b.id)
-        assert list_ids(world.bob, bobs) == [] if world.bob.get(turl(bobs)).status_code == 200 \
-            else True
 
         async def scenario():
             s = await attach(world, src, tid)
@@ -796,7 +950,7 @@ def test_a_flood_does_not_hold_up_the_api(world, sess):
     with terminal(world, sid, "noisy") as noisy, terminal(world, sid, "quiet") as quiet:
         async def scenario():
             s = await attach(world, sid, noisy)
-            await s.pid()
+            shell = await s.pid()
             before = s.received
             await s.run("yes")
 
@@ -804,7 +958,9 @@ def test_a_flood_does_not_hold_up_the_api(world, sess):
                 while True:
                     await s._more(60)
             reader = asyncio.create_task(drain())
+            deadline = time.monotonic() + 20
             while s.received - before < 4 * MiB:  # the flood is on
+                assert not reader.done() and time.monotonic() < deadline, s.tail()
                 await asyncio.sleep(0.05)
             worst = await rest(probe)
             q = await attach(world, sid, quiet)
@@ -813,10 +969,17 @@ def test_a_flood_does_not_hold_up_the_api(world, sess):
             await q.expect(rb"QUIET-16")
             quiet_s = time.monotonic() - t0
             flowing = s.received - before
+            assert kill_in_session(shell, "yes") == 1  # still reading; wait for quiet
+            settled, last, deadline = time.monotonic(), s.received, time.monotonic() + 30
+            while time.monotonic() - settled < 0.5:
+                assert not reader.done(), "the reader was closed during the flood"
+                assert time.monotonic() < deadline, "the output did not stop"
+                await asyncio.sleep(0.05)
+                if s.received != last:
+                    settled, last = time.monotonic(), s.received
             reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+            with contextlib.suppress(asyncio.CancelledError):
                 await reader
-            await s.send("\x03")
             await s.run("echo CALM-$((2*4))")
             await s.expect(rb"CALM-8", timeout=30)
             await s.close()
@@ -824,9 +987,10 @@ def test_a_flood_does_not_hold_up_the_api(world, sess):
             return worst, quiet_s, flowing
         worst, quiet_s, flowing = asyncio.run(scenario())
     assert flowing > 8 * MiB, "the flood did not flow"
-    slow = {k: round(v, 3) for k, v in worst.items() if v >= 1.0}
-    assert not slow, f"API calls took >= 1 s during a flood: {slow}"
-    assert quiet_s < 1.0, f"another terminal took {quiet_s:.2f}s to echo during a flood"
+    # 2 s, not a few ms: `yes`, the runner, the API and this client share two busy cores
+    slow = {k: round(v, 3) for k, v in worst.items() if v >= 2.0}
+    assert not slow, f"API calls took >= 2 s during a flood: {slow}"
+    assert quiet_s < 2.0, f"another terminal took {quiet_s:.2f}s to echo during a flood"
 
 
 # --- 3b. the host daemon goes away (last: it restarts host A's daemon) ------------------------
@@ -867,3 +1031,4 @@ def test_terminal_outlives_the_host_daemon(world):
     finally:
         alice.delete(turl(s.id, f"/{tid}"))
         alice.delete(f"/v1/sessions/{s.id}")
+
