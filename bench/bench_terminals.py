@@ -320,6 +320,25 @@ def code_version() -> dict:
     return {"head": git("rev-parse", "--short", "HEAD"), "server_files_changed": dirty.split()}
 
 
+def ref_terminal_dirs() -> set[str]:
+    """The reference keeps each terminal's tmux socket in /tmp/omnigent-terminal-*."""
+    import glob
+
+    return set(glob.glob("/tmp/omnigent-terminal-*"))
+
+
+def remove_dead_terminal_dirs(dirs: set[str]) -> None:
+    """Remove those of `dirs` whose owner (first line of owner.pid) is gone."""
+    for d in dirs:
+        try:
+            with open(os.path.join(d, "owner.pid")) as f:
+                owner = int(f.readline().strip())
+        except (OSError, ValueError):
+            owner = None
+        if owner is None or not os.path.exists(f"/proc/{owner}"):
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def load() -> dict:
     return {"loadavg_1m": round(os.getloadavg()[0], 2),
             "pytest_procs": sum("pytest" in " ".join(p.cmdline()) for p in all_procs())}
@@ -439,6 +458,7 @@ def main() -> int:
     local = local_bulk = None
     clients: list[httpx.Client] = []
     homes: list[str] = []
+    ref_dirs_before = ref_terminal_dirs()
     result: dict = {"n": args.n, "warmup": args.warmup, "chunk": CHUNK, "node_ip": NODE_IP,
                     "bulk_mib": args.bulk_mib, "deflate": args.deflate,
                     "client": f"websockets {websockets.__version__} asyncio, uvloop"}
@@ -610,6 +630,7 @@ def main() -> int:
                 except OSError:
                     pass
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_dead_terminal_dirs(ref_terminal_dirs() - ref_dirs_before)
         log("done")
 
 
