@@ -49,7 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_hosts import REF_BIN, fix_token, kill_group, log, summary, wait_http  # noqa: E402
+from bench_hosts import (fix_token, kill_group, log, start_reference,  # noqa: E402
+                         summary, wait_http)
 from tests.procs import Daemon, RayNode, Server, base_env, free_port  # noqa: E402
 
 NODE_IP = "127.0.0.41"
@@ -204,23 +205,7 @@ def main() -> int:
         if not args.no_reference:
             ref_home = os.path.join(tmp, "ref-home")
             os.makedirs(ref_home)
-            rport = free_port()
-            rurl = f"http://127.0.0.1:{rport}"
-            renv = base_env(ref_home, OMNIGENT_LOCAL_SINGLE_USER="1")
-            ref_server = subprocess.Popen(
-                [str(REF_BIN), "server", "--port", str(rport), "--no-open"], env=renv,
-                cwd=ref_home, stdin=subprocess.DEVNULL,
-                stdout=open(f"{ref_home}/server.log", "w"), stderr=subprocess.STDOUT,
-                start_new_session=True)
-            wait_http(f"{rurl}/v1/hosts", 120, alive=lambda: ref_server.poll() is None)
-            ref_host = subprocess.Popen(
-                [str(REF_BIN), "host", rurl, "--non-interactive"], env=renv, cwd=ref_home,
-                stdin=subprocess.DEVNULL, stdout=open(f"{ref_home}/host.log", "w"),
-                stderr=subprocess.STDOUT, start_new_session=True)
-            r = wait_http(f"{rurl}/v1/hosts", 60, alive=lambda: ref_host.poll() is None,
-                          ok=lambda r: r.status_code == 200 and any(
-                              h.get("status") == "online" for h in r.json()["hosts"]))
-            ref_host_id = r.json()["hosts"][0]["host_id"]
+            ref_server, ref_host, rurl, ref_host_id = start_reference(ref_home)
             ref = httpx.Client(base_url=rurl, timeout=60)
             clients.append(ref)
             sid = ref_session(ref)

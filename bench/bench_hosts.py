@@ -266,6 +266,33 @@ def kill_group(popen: subprocess.Popen | None, name: str) -> None:
                 pass
 
 
+def start_reference(home: str) -> tuple[subprocess.Popen, subprocess.Popen, str, str]:
+    """The reference server and its host daemon in `home` (single-user mode), the host
+    online: (server process, host process, url, host id). The caller stops both."""
+    rport = free_port()
+    rurl = f"http://127.0.0.1:{rport}"
+    renv = base_env(home, OMNIGENT_LOCAL_SINGLE_USER="1")
+    server = subprocess.Popen(
+        [str(REF_BIN), "server", "--port", str(rport), "--no-open"], env=renv, cwd=home,
+        stdin=subprocess.DEVNULL, stdout=open(f"{home}/server.log", "w"),
+        stderr=subprocess.STDOUT, start_new_session=True)
+    host = None
+    try:
+        wait_http(f"{rurl}/v1/hosts", 120, alive=lambda: server.poll() is None)
+        host = subprocess.Popen(
+            [str(REF_BIN), "host", rurl, "--non-interactive"], env=renv, cwd=home,
+            stdin=subprocess.DEVNULL, stdout=open(f"{home}/host.log", "w"),
+            stderr=subprocess.STDOUT, start_new_session=True)
+        r = wait_http(f"{rurl}/v1/hosts", 60, alive=lambda: host.poll() is None,
+                      ok=lambda r: r.status_code == 200 and any(
+                          h.get("status") == "online" for h in r.json()["hosts"]))
+    except BaseException:
+        kill_group(host, "reference host")
+        kill_group(server, "reference server")
+        raise
+    return server, host, rurl, r.json()["hosts"][0]["host_id"]
+
+
 # --- the run --------------------------------------------------------------------------
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -68,17 +68,16 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_env import ref_session
 from bench_hosts import (
-    REF_BIN,
     all_procs,
     fix_token,
     kill_group,
     log,
     proc_tree,
+    start_reference,
     summary,
-    wait_http,
 )
 
-from tests.procs import Daemon, RayNode, Server, base_env, free_port
+from tests.procs import Daemon, RayNode, Server
 
 NODE_IP = "127.0.0.41"
 CHUNK = 100
@@ -507,23 +506,7 @@ def main() -> int:
             ws_ref = os.path.join(ref_home, "ws")
             os.makedirs(ws_ref)
             homes.append(ref_home)
-            rport = free_port()
-            rurl = f"http://127.0.0.1:{rport}"
-            renv = base_env(ref_home, OMNIGENT_LOCAL_SINGLE_USER="1")
-            ref_server = subprocess.Popen(
-                [str(REF_BIN), "server", "--port", str(rport), "--no-open"], env=renv,
-                cwd=ref_home, stdin=subprocess.DEVNULL,
-                stdout=open(f"{ref_home}/server.log", "w"), stderr=subprocess.STDOUT,
-                start_new_session=True)
-            wait_http(f"{rurl}/v1/hosts", 120, alive=lambda: ref_server.poll() is None)
-            ref_host = subprocess.Popen(
-                [str(REF_BIN), "host", rurl, "--non-interactive"], env=renv, cwd=ref_home,
-                stdin=subprocess.DEVNULL, stdout=open(f"{ref_home}/host.log", "w"),
-                stderr=subprocess.STDOUT, start_new_session=True)
-            r = wait_http(f"{rurl}/v1/hosts", 60, alive=lambda: ref_host.poll() is None,
-                          ok=lambda r: r.status_code == 200 and any(
-                              h.get("status") == "online" for h in r.json()["hosts"]))
-            ref_host_id = r.json()["hosts"][0]["host_id"]
+            ref_server, ref_host, rurl, ref_host_id = start_reference(ref_home)
             ref = httpx.Client(base_url=rurl, timeout=60)
             clients.append(ref)
             sid = ref_session(ref)

@@ -354,13 +354,8 @@ class ChangeTracker:
         suspects: list[str] = []
         with self._lock:
             base = self._base
-        watched = set(self._dir_wd) if self._fd is not None else None
-        on_dir = None
-        if watched is not None:
-            def on_dir(rel: str) -> None:
-                if rel not in watched:
-                    self._watch_dir(rel)
-        for rel, st in walk_files(self.root, on_dir=on_dir):
+        # _watch_dir skips directories already watched (and does nothing without inotify)
+        for rel, st in walk_files(self.root, on_dir=self._watch_dir):
             seen.add(rel)
             b = base.get(rel)
             if b is None or b.key != _key(st):

@@ -130,14 +130,6 @@ def decode_text(data: bytes, cut: bool = False) -> str | None:
         return None
 
 
-def encode_content(data: bytes) -> dict:
-    """`{"encoding", "content"}` for bytes shown to a client: UTF-8 text or base64."""
-    text = decode_text(data)
-    if text is not None:
-        return {"encoding": "utf-8", "content": text}
-    return {"encoding": "base64", "content": base64.b64encode(data).decode()}
-
-
 class _open_regular:
     """Open a regular file for reading; never blocks on a FIFO, never follows a symlink
     swapped in after the check."""

@@ -49,7 +49,3 @@ def resolve(root: str, rel: str | None) -> tuple[str, str]:
         raise InvalidPath(f"path leaves the environment root: {norm}")
     return norm, real
 
-
-def relative(root: str, path: str) -> str:
-    """The client's view of a real path inside root."""
-    return "" if path == root else path[len(root.rstrip("/")) + 1:]

@@ -59,7 +59,6 @@ class Terminal:
     created_at: int
     scrollback: bytearray = field(default_factory=bytearray)
     clients: set = field(default_factory=set)
-    exited: bool = False
 
     def resource(self) -> dict:
         return {"id": self.id, "object": "session.resource", "type": "terminal",
@@ -168,7 +167,6 @@ class Terminals:
     def _ended(self, term: Terminal) -> None:
         loop = asyncio.get_running_loop()
         loop.remove_reader(term.fd)
-        term.exited = True
         if self._live.get((term.session_id, term.id)) is term:
             del self._live[(term.session_id, term.id)]
         for client in list(term.clients):

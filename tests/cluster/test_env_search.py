@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.cluster.helpers import env_url, error_code, launched, make_workspace
+from tests.cluster.helpers import env_url, launched, make_workspace
 
 FILES = [
     "README.md",

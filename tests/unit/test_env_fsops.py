@@ -5,7 +5,6 @@ import glob
 import os
 import stat
 import threading
-import time
 
 import pytest
 

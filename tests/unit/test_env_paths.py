@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from omnigent.env.paths import clean, inside, relative, resolve
+from omnigent.env.paths import clean, inside, resolve
 from omnigent.errors import InvalidPath, InvalidRequest
 
 
@@ -90,14 +90,6 @@ def test_clean_refuses_leaving_the_root(rel):
 ])
 def test_inside_compares_by_component(root, path, want):
     assert inside(root, path) is want
-
-
-def test_relative():
-    assert relative("/x/ws", "/x/ws") == ""
-    assert relative("/x/ws", "/x/ws/a/b") == "a/b"
-
-
-# ---------------------------------------------------------------------------- resolve
 
 
 def test_resolve_root_and_plain_paths(tree):

@@ -20,7 +20,7 @@ from omnigent.api.deps import AppState, current_user, state
 from omnigent.api.errors import error_body
 from omnigent.api.responses import Json
 from omnigent.domain.files import content_disposition
-from omnigent.errors import NotFound, Unavailable
+from omnigent.errors import InvalidRequest, NotFound, Unavailable
 
 router = APIRouter(prefix="/v1/sessions/{session_id}/resources/files")
 User = Annotated[str, Depends(current_user)]
@@ -47,8 +47,9 @@ async def upload(session_id: str, request: Request, user: User, st: State):
     try:
         staged = await uploads.receive(request, os.path.join(st.settings.files_dir, ".incoming"),
                                        st.settings.file_cap_bytes)
-    except uploads.Incomplete:
-        return Response(status_code=400)  # nobody is listening any more
+    except uploads.Incomplete:  # nobody is listening any more; the body says why anyway
+        raise InvalidRequest("the upload ended before it was complete",
+                             code="upload_incomplete") from None
     resource = await _control(st.control.add_file.remote(
         user, session_id, staged.path, staged.meta()))
     return Json(resource, status_code=201)
