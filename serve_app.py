@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import uvicorn
 from ray import serve
@@ -36,7 +37,9 @@ class OmnigentIngress:
             timeout_keep_alive=75, access_log=False,
         )
         self._server = uvicorn.Server(config)
-        self._task = asyncio.get_running_loop().create_task(self._server.serve())
+        self._socket = _reusable_listener(self.settings.host, self.settings.port)
+        self._task = asyncio.get_running_loop().create_task(
+            self._server.serve(sockets=[self._socket]))
         while not self._server.started:
             if self._task.done():
                 self._task.result()  # raises why it could not start (port in use…)
@@ -49,3 +52,17 @@ class OmnigentIngress:
 
     async def __del__(self) -> None:
         self._server.should_exit = True
+
+
+def _reusable_listener(host: str, port: int) -> socket.socket:
+    """The API's listening socket, with SO_REUSEPORT: while Serve rolls the deployment
+    forward, the new replica listens beside the old one on the same port instead of
+    failing to bind until the old one is gone."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock

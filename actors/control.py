@@ -1,7 +1,8 @@
 """ControlActor: the server's single source of truth, on the server's own node.
 
-It owns the store (users, tokens, hosts, sessions, runners), knows which hosts are online
-(their daemon's tunnel is fresh and their node is alive), watches every live runner, and
+It owns the store (users, tokens, hosts, sessions, runners), enrolls the Ray nodes that
+join as hosts and knows which are online (node alive, HostActor ready), watches every
+live runner, and
 publishes the host table to the API replicas by long-poll (`watch_hosts`), so that
 reading hosts costs the API no actor call.
 """
@@ -14,12 +15,15 @@ import logging
 import os
 import shutil
 import time
+from pathlib import Path
 
 import ray
 
 from actors import options
 from actors.calls import UNREACHABLE, call, get_named
 from omnigent.config import Settings
+from omnigent.credentials import server_secret
+from omnigent.domain.enrollment import host_id_for, join_key, join_key_owner
 from omnigent.domain.files import file_resource
 from omnigent.domain.ownership import owned_host
 from omnigent.domain.pagination import list_envelope, paginate_by_key
@@ -56,10 +60,13 @@ class ControlActor:
         self.ns = self.settings.namespace
         self.node_id = ray.get_runtime_context().get_node_id()
         self.store = Store(self.settings.db_path)
+        self.secret = server_secret(Path(self.settings.state_dir))
+        self.code_version = self.settings.code_version
         self.hosts: dict[str, dict] = {h["id"]: h for h in self.store.all_hosts()}
-        # host id -> (tunnel id, time of the last beat); present only while connected
-        self.tunnels: dict[str, tuple[str, float]] = {}
-        self.dead_nodes: set[str] = set()
+        self.alive_nodes: dict[str, str] = {}  # node id -> its IP, as of the last check
+        self.seen_nodes: set[str] = set()      # nodes probed (or being probed) already
+        self.ready_hosts: set[str] = set()     # hosts whose HostActor answered on their node
+        self._db_lock = asyncio.Lock()
         self.version = 0
         self._changed = asyncio.Event()
         self.runner_counts: dict[str, int] = {}
@@ -79,6 +86,7 @@ class ControlActor:
             else:
                 self._count(runner["host_id"], +1)
                 asyncio.get_running_loop().create_task(self._watch_runner(runner, handle))
+        await self._check_nodes()
         asyncio.get_running_loop().create_task(self._monitor())
 
     async def shutdown(self) -> None:
@@ -103,10 +111,19 @@ class ControlActor:
         self.store.add_token(user, token)
         return token
 
-    async def cluster_info(self) -> dict:
-        return {"ray_address": ray.get_runtime_context().gcs_address, "namespace": self.ns}
+    async def version(self) -> str:
+        return self.code_version
+
+    async def cluster_info(self, user: str) -> dict:
+        """What a machine needs to become `user`'s host (the Ray token not included: only
+        the cluster's admin hands that out, see README "Enrolling more machines")."""
+        return {"ray_address": ray.get_runtime_context().gcs_address, "namespace": self.ns,
+                "join_key": join_key(self.secret, user)}
 
     # hosts ----------------------------------------------------------------------
+    # A host is an enrolled Ray node: the server's own node (the admin's), or a node
+    # whose `ray start` carried a join key (omnigent.domain.enrollment). It is online
+    # while its node is alive and its HostActor answers.
     def _public_host(self, host: dict) -> dict:
         info = host["info"]
         return {
@@ -118,18 +135,12 @@ class ControlActor:
         }
 
     def _status(self, host_id: str) -> str:
-        tunnel = self.tunnels.get(host_id)
-        if tunnel is None:
-            return "offline"
-        fresh = time.monotonic() - tunnel[1] < self.settings.host_stale_after_s
-        node_ok = self.hosts[host_id]["info"].get("node_id") not in self.dead_nodes
-        return "online" if fresh and node_ok else "offline"
+        node_id = self.hosts[host_id]["info"].get("node_id")
+        live = host_id in self.ready_hosts and node_id in self.alive_nodes
+        return "online" if live else "offline"
 
     def _last_seen(self, host: dict) -> int | None:
-        tunnel = self.tunnels.get(host["id"])
-        if tunnel is not None:
-            return int(time.time() - (time.monotonic() - tunnel[1]))
-        return host["last_seen_at"]
+        return int(time.time()) if self._status(host["id"]) == "online" else host["last_seen_at"]
 
     def _bump(self) -> None:
         self.version += 1
@@ -149,40 +160,49 @@ class ControlActor:
         ]
         return self.version, rows
 
-    async def register_host(self, user: str, tunnel_id: str, daemon: dict) -> dict:
-        """A daemon connected: find its node, persist the host, (re)start its HostActor."""
-        node_id = await asyncio.to_thread(self._node_at, daemon["node_ip"])
+    async def _enroll(self, node_id: str, node_ip: str) -> None:
+        """Start a HostActor on a newly seen node; it says who the machine is, and the
+        node becomes a host if it may be one (else the actor goes)."""
+        actor = await self._host_actor(node_id)
+        about = (await call(actor.ready.remote(), timeout=60,
+                            unreachable=HostOffline("the node died while enrolling")))["about"]
+        if node_id == self.node_id:
+            owner: str | None = self.settings.admin_user
+        else:
+            owner = join_key_owner(self.secret, about["join_key"])
+        if owner is None:
+            if about["join_key"]:
+                log.warning("node %s (%s) joined with a join key this server did not issue; "
+                            "it is not a host", node_id, node_ip)
+            ray.kill(actor)
+            return
         fields = {
-            "name": daemon["name"], "platform": daemon["platform"],
-            "info": {"node_id": node_id, "node_ip": daemon["node_ip"], "home": daemon["home"],
-                     "cpus": daemon.get("cpus"), "memory_bytes": daemon.get("memory_bytes")},
+            "name": about["name"], "platform": about["platform"],
+            "info": {"node_id": node_id, "node_ip": node_ip, "home": about["home"],
+                     "cpus": about["cpus"], "memory_bytes": about["memory_bytes"]},
         }
-        host = self.store.upsert_host(user, daemon["machine_id"], new_id("host"), fields)
-        await self._ensure_host_actor(host, node_id)
+        host_id = host_id_for(owner, about["machine_id"])
+        host = await self._db(self.store.upsert_host, owner, about["machine_id"], host_id, fields)
+        await call(actor.adopt.remote(host["id"], owner), timeout=30,
+                   unreachable=HostOffline("the node died while enrolling"))
         self.hosts[host["id"]] = host
-        self.tunnels[host["id"]] = (tunnel_id, time.monotonic())
+        if node_id in self.alive_nodes:
+            self.ready_hosts.add(host["id"])
+            log.info("node %s (%s) is host %s of %s", node_id, node_ip, host["id"], owner)
         self._bump()
-        return self._public_host(host)
 
-    def _node_at(self, node_ip: str) -> str:
-        alive = [n for n in ray.nodes() if n["Alive"] and n["NodeManagerAddress"] == node_ip]
-        if not alive:
-            raise NotFound(
-                f"no Ray node of this cluster runs at {node_ip}; join it first with "
-                f"`ray start --address={ray.get_runtime_context().gcs_address}`",
-                code="node_not_found",
-            )
-        return alive[-1]["NodeID"]
+    async def _host_actor(self, node_id: str):
+        """The node's HostActor, of this code version (one left by a server of another
+        version is replaced: a server that rolled forward must not run yesterday's code)."""
+        from actors.remote import RemoteHost
 
-    async def _ensure_host_actor(self, host: dict, node_id: str) -> None:
-        name, info = f"host_{host['id']}", host["info"]
+        name = f"node_{node_id}"
         existing = get_named(name, self.ns)
         if existing is not None:
             try:
                 ready = await asyncio.wait_for(existing.ready.remote(), 5)
-                if ready["node_id"] == node_id:
-                    existing.set_home.remote(info["home"])
-                    return
+                if ready.get("version") == self.code_version:
+                    return existing
             except Exception:
                 pass
             ray.kill(existing)
@@ -190,53 +210,51 @@ class ControlActor:
                 if get_named(name, self.ns) is None:
                     break
                 await asyncio.sleep(0.1)
-        from actors.remote import RemoteHost
-
-        actor = RemoteHost.options(**options.host_options(self.ns, host["id"], node_id)).remote(
-            host["id"], host["owner"], info["home"], self.ns
-        )
-        await call(actor.ready.remote(), timeout=30,
-                   unreachable=HostOffline("the host's node died while registering"))
-
-    async def host_beat(self, host_id: str, tunnel_id: str) -> bool:
-        """The tunnel of `host_id` is alive. False if another tunnel replaced it."""
-        tunnel = self.tunnels.get(host_id)
-        if tunnel is None or tunnel[0] != tunnel_id:
-            return False
-        was = self._status(host_id)
-        self.tunnels[host_id] = (tunnel_id, time.monotonic())
-        if was != "online":
-            self._bump()
-        return True
-
-    async def host_disconnected(self, host_id: str, tunnel_id: str) -> None:
-        tunnel = self.tunnels.get(host_id)
-        if tunnel is not None and tunnel[0] == tunnel_id:
-            del self.tunnels[host_id]
-            self.store.touch_host(host_id, int(time.time()))
-            self.hosts[host_id]["last_seen_at"] = int(time.time())
-            self._bump()
+        return RemoteHost.options(**options.host_options(self.ns, node_id)).remote(
+            self.ns, self.code_version)
 
     def _owned_host(self, user: str, host_id: str) -> dict:
         return owned_host(self.hosts, user, host_id)
 
     async def _monitor(self) -> None:
-        """Every second: notice dead nodes and silent tunnels; let idle sessions go."""
+        """Twice a second: enroll new nodes, notice dead ones; let idle sessions go."""
         while True:
             try:
-                await asyncio.sleep(1.0)
-                nodes = await asyncio.to_thread(ray.nodes)
-                dead = {n["NodeID"] for n in nodes if not n["Alive"]}
-                changed = dead != self.dead_nodes
-                self.dead_nodes = dead
-                for host_id in list(self.tunnels):
-                    if self._status(host_id) == "offline":
-                        changed = True
-                if changed:
-                    self._bump()
+                await asyncio.sleep(0.5)
+                await self._check_nodes()
                 self._let_idle_sessions_go()
             except Exception:  # a monitor logs and goes on
                 log.exception("monitor pass failed")
+
+    async def _check_nodes(self) -> None:
+        nodes = await asyncio.to_thread(ray.nodes)
+        alive = {n["NodeID"]: n["NodeManagerAddress"] for n in nodes if n["Alive"]}
+        gone = set(self.alive_nodes) - set(alive)
+        self.alive_nodes = alive
+        for node_id, node_ip in alive.items():
+            if node_id not in self.seen_nodes:
+                self.seen_nodes.add(node_id)
+                asyncio.get_running_loop().create_task(self._enroll_logged(node_id, node_ip))
+        if gone:
+            now = int(time.time())
+            for host in self.hosts.values():
+                if host["info"].get("node_id") in gone and host["id"] in self.ready_hosts:
+                    self.ready_hosts.discard(host["id"])
+                    host["last_seen_at"] = now
+                    await self._db(self.store.touch_host, host["id"], now)
+            self._bump()
+
+    async def _enroll_logged(self, node_id: str, node_ip: str) -> None:
+        try:
+            await self._enroll(node_id, node_ip)
+        except Exception:
+            log.exception("enrolling node %s (%s) failed", node_id, node_ip)
+            self.seen_nodes.discard(node_id)  # try again on a later pass
+
+    async def _db(self, method, *args):
+        """A store call off the event loop (SQLite with fsync blocks)."""
+        async with self._db_lock:
+            return await asyncio.to_thread(method, *args)
 
     # sessions ---------------------------------------------------------------------
     async def create_session(self, user: str, body: dict) -> dict:
@@ -389,7 +407,8 @@ class ControlActor:
         if self._status(host_id) != "online":
             raise HostOffline("the host is offline")
         return await self._with_session_actor(
-            session_id, lambda a: a.launch.remote(host_id, workspace, git))
+            session_id, lambda a: a.launch.remote(
+                host_id, self.hosts[host_id]["info"]["node_id"], workspace, git))
 
     async def bind_runner(self, session_id: str, runner_id: str, binding_token: str,
                           fields: dict) -> None:

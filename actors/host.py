@@ -1,5 +1,5 @@
-"""HostActor: one per host, pinned to the host's node, so that browsing the host's files
-and launching runners run on that machine, never on the head.
+"""HostActor: one per enrolled node, pinned to it, so that browsing the host's files and
+launching runners run on that machine, never on the head.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from actors import options
 from actors.host_data import host_data_server
 from omnigent import hostfs, worktrees
 from omnigent.domain.host_paths import expand_home, normalize_host_path
+from omnigent.machine import describe_machine
 from omnigent.errors import InvalidWorkspace, LaunchFailed, OmnigentError, UpstreamTimeout
 
 # Fault injection for tests: a failure after the worktree exists cannot be produced for
@@ -24,10 +25,15 @@ FAULT_ENV = "OMNIGENT_FAULT_RUNNER_START"
 
 
 class HostActor:
-    def __init__(self, host_id: str, owner: str, home: str, namespace: str) -> None:
-        self.host_id = host_id
-        self.owner = owner
-        self.home = home
+    """Made on every node that joins; it first tells who the machine is (`ready`), and
+    becomes a host's actor once the ControlActor enrolls the node (`adopt`)."""
+
+    def __init__(self, namespace: str, version: str = "") -> None:
+        self.about = describe_machine()
+        self.host_id: str | None = None
+        self.owner: str | None = None
+        self.version = version
+        self.home = self.about["home"]
         self.namespace = namespace
         self.node_id = ray.get_runtime_context().get_node_id()
         self._aborted: set[str] = set()
@@ -54,14 +60,16 @@ class HostActor:
                 shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
     def ready(self) -> dict:
-        return {"node_id": self.node_id, "pid": os.getpid(), "home": self.home}
+        return {"node_id": self.node_id, "pid": os.getpid(), "home": self.home,
+                "version": self.version, "about": self.about}
+
+    def adopt(self, host_id: str, owner: str) -> None:
+        """The node was enrolled as this host (idempotent)."""
+        self.host_id, self.owner = host_id, owner
 
     def data_path(self) -> dict:
         """Where and how the API reaches this host's direct data path."""
         return {"url": self._data.url, "key": self._data_key}
-
-    def set_home(self, home: str) -> None:
-        self.home = home
 
     def list_directory(
         self, path: str | None, limit: int, after: str | None, before: str | None

@@ -25,10 +25,12 @@ def session_options(namespace: str, session_id: str, node_id: str) -> dict:
     )
 
 
-def host_options(namespace: str, host_id: str, node_id: str) -> dict:
+def host_options(namespace: str, node_id: str) -> dict:
     # Threaded: directory listings and git commands block; several may run at once.
+    # Detached: the ControlActor outlives the driver that started it, and only detached
+    # actors may still be created for a job whose driver has gone.
     return dict(
-        name=f"host_{host_id}", namespace=namespace, lifetime="detached", num_cpus=0,
+        name=f"node_{node_id}", namespace=namespace, lifetime="detached", num_cpus=0,
         max_concurrency=16, scheduling_strategy=pinned(node_id), max_restarts=0,
     )
 
@@ -38,3 +40,4 @@ def runner_options(namespace: str, runner_id: str, node_id: str) -> dict:
         name=runner_id, namespace=namespace, lifetime="detached", num_cpus=0,
         max_concurrency=100, scheduling_strategy=pinned(node_id), max_restarts=0,
     )
+

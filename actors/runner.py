@@ -21,6 +21,7 @@ import ray
 from actors.dataserver import KeyedServer
 from actors.runner_data import runner_app
 from omnigent.env.changes import ChangeTracker
+from omnigent.machine import owner_environment
 
 RECONCILE_ENV = "OMNIGENT_RECONCILE_S"
 
@@ -44,6 +45,9 @@ class RunnerActor:
         self.host_id = host_id
         self.root = os.path.realpath(cwd)
         self._binding_token = binding_token
+        # Programs run for the session (shells, terminals) get the machine owner's
+        # environment, not this Ray worker's (see omnigent.machine.owner_environment).
+        self.child_env = owner_environment()
         self.started_at = int(time.time())
         self.stopped = False
         self._stopped = asyncio.Event()

@@ -151,7 +151,7 @@ def runner_app(runner: "RunnerActor"):
     @r.post("/environments/{environment_id}/shell")
     async def run_shell(environment_id: str, body: ShellCommand):
         root = env_root(environment_id)
-        result = await shell.run_shell(body.command, root, body.timeout)
+        result = await shell.run_shell(body.command, root, body.timeout, env=runner.child_env)
         return _json({"object": "session.environment.shell_result", **result, "cwd": root})
 
     @r.post("/files/{file_id}/fetch")
@@ -171,7 +171,8 @@ def runner_app(runner: "RunnerActor"):
             if runner.terminals is None:
                 runner.terminals = Terminals(
                     runner.root, runner.session_id, declared,
-                    max_terminals=int(os.environ.get(MAX_TERMINALS_ENV, MAX_TERMINALS)))
+                    max_terminals=int(os.environ.get(MAX_TERMINALS_ENV, MAX_TERMINALS)),
+                    env=runner.child_env)
         return runner.terminals
 
     @r.get("/terminals")

@@ -22,7 +22,8 @@ class SessionActor:
         self.settings = Settings(**settings)
         self.control = ray.get_actor("control", namespace=self.settings.namespace)
 
-    async def launch(self, host_id: str, workspace: str, git: dict | None) -> dict:
+    async def launch(self, host_id: str, node_id: str, workspace: str, git: dict | None
+                     ) -> dict:
         """Bind a new runner (compare-and-set), have the host start it, and wait for its
         acknowledgement. Any failure rolls the binding back before it is re-raised."""
         runner_id = new_id("runner")
@@ -33,7 +34,7 @@ class SessionActor:
              "git_branch": (git or {}).get("branch_name")},
         )
         ns = self.settings.namespace
-        host = get_named(f"host_{host_id}", ns)
+        host = get_named(f"node_{node_id}", ns)  # the HostActor of the host's node
         try:
             if host is None:
                 raise HostOffline("the host is offline")

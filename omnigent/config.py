@@ -24,10 +24,10 @@ class Settings:
     host_call_timeout_s: float = 5.0
     # How long a runner launch may take (worktree + actor start) before 504.
     launch_timeout_s: float = 60.0
-    # A host whose tunnel has been silent this long reads offline (the daemon's tunnel
-    # is refreshed every `heartbeat_interval_s`; a clean exit is seen at once).
-    host_stale_after_s: float = 6.0
-    heartbeat_interval_s: float = 1.0
+    # The user whose host the server's own machine is (the one who runs `omnigent serve`).
+    admin_user: str = "local"
+    # A digest of the server's code: a running server of another version is rolled forward.
+    code_version: str = ""
     # A SessionActor with nothing to do exits after this long; its state is in the store.
     session_idle_s: float = 300.0
     # How long the API trusts a token it has already checked.
@@ -56,3 +56,17 @@ class Settings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def code_version() -> str:
+    """A digest of every Python source of the server (omnigent/, actors/, serve_app.py)."""
+    import omnigent
+
+    root = Path(omnigent.__file__).resolve().parent.parent
+    files = sorted([*root.glob("omnigent/**/*.py"), *root.glob("actors/*.py"),
+                    root / "serve_app.py"])
+    digest = hashlib.sha256()
+    for f in files:
+        if f.exists():
+            digest.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()[:16]

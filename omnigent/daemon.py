@@ -1,65 +1,31 @@
-"""The host daemon (`omnigent host`): keeps this machine registered as a host.
+"""`omnigent host`: join this machine to a server's cluster as a host, through the API,
+and keep it joined.
 
-It finds (or makes) this machine's Ray node, opens the tunnel to the server, registers
-with a stable machine identity (`~/.omnigent/machine_id`), and beats every second. It
-reconnects with back-off when the server goes away. The host is offline once it stops.
+A machine becomes a host by running a join line (`ray start` with the cluster token and
+the user's join key): no daemon is needed for that. This command is for a user who has an
+API token rather than a join line: it asks the server for the user's join key, runs
+`ray start --block` with it (the cluster token must be given: only the admin hands it
+out), waits until the host reads online, and supervises the node: if the node exits (the
+head restarted, say) it joins again with back-off, never running a second node. On
+Ctrl-C / SIGTERM it stops the node, and the host reads offline.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import os
-import secrets
-import shutil
-import socket
+import signal
 import subprocess
-import sys
 import threading
-from pathlib import Path
+import time
 
 import httpx
-import websockets
 
-from omnigent.config import state_dir
+from omnigent.domain.enrollment import JOIN_ENV, host_id_for
+from omnigent.machine import machine_id
+from omnigent.raynode import _ray_bin
 
 log = logging.getLogger("omnigent.host")
-
-
-def machine_id(home: str | None = None) -> str:
-    """This machine's stable identity: made once, kept under the state dir."""
-    path = state_dir(home) / "machine_id"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(secrets.token_hex(16))
-        os.replace(tmp, path)  # atomic: two daemons starting at once agree
-        return path.read_text().strip()
-
-
-def _memory_bytes() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return None
-
-
-def describe_machine(node_ip: str) -> dict:
-    home = os.path.expanduser("~")
-    return {
-        "type": "register", "machine_id": machine_id(home), "name": socket.gethostname(),
-        "platform": sys.platform, "node_ip": node_ip, "home": home,
-        "cpus": os.cpu_count(), "memory_bytes": _memory_bytes(),
-    }
-
-
-def default_node_ip() -> str:
-    from ray.util import get_node_ip_address
-
-    return get_node_ip_address()
 
 
 class RegistrationRefused(Exception):
@@ -69,77 +35,94 @@ class RegistrationRefused(Exception):
 
 
 class HostDaemon:
-    def __init__(self, server_url: str, token: str, node_ip: str, *, join: bool = True) -> None:
+    def __init__(self, server_url: str, token: str, ray_auth: dict[str, str],
+                 node_ip: str | None) -> None:
         self.server_url = server_url.rstrip("/")
         self.token = token
+        self.ray_auth = ray_auth
         self.node_ip = node_ip
-        self.join = join
-        self.host: dict | None = None
-        self.registered = threading.Event()
-        self._stop = asyncio.Event()
+        self.host_id: str | None = None
+        self._stop = threading.Event()
+        self._node: subprocess.Popen | None = None
 
-    @property
-    def _ws_url(self) -> str:
-        return self.server_url.replace("http", "ws", 1) + "/v1/hosts/connect"
+    def _cluster(self) -> dict:
+        r = httpx.get(f"{self.server_url}/v1/cluster",
+                      headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
+        if r.status_code == 401:
+            raise RegistrationRefused("unauthenticated", "the token was refused")
+        r.raise_for_status()
+        return r.json()
 
-    async def run(self) -> None:
-        """Stay connected until `stop()`; refusals that retrying cannot fix raise."""
-        delay = 0.5
-        joined = False
+    def run(self) -> None:
+        """Join and stay joined until `stop()`; refusals that retrying cannot fix raise."""
+        delay = 1.0
+        announced = False
         while not self._stop.is_set():
             try:
-                await self._session()
-                delay = 0.5
-            except RegistrationRefused as exc:
-                if exc.code == "node_not_found" and self.join and not joined:
-                    await asyncio.to_thread(self._join_cluster)
-                    joined = True
-                    continue
-                raise
-            except (OSError, websockets.WebSocketException, asyncio.TimeoutError) as exc:
-                log.warning("tunnel to %s lost (%s); retrying in %.1fs", self.server_url, exc, delay)
+                cluster = self._cluster()
+            except httpx.HTTPError as exc:
+                log.warning("server %s unreachable (%s); retrying in %.0fs",
+                            self.server_url, exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30)
+                continue
+            owner = cluster["join_key"].rpartition(".")[0]
+            self.host_id = host_id_for(owner, machine_id())
+            self._node = self._start_node(cluster)
+            if self._wait_online(timeout=60) and not announced:
+                announced = True
+                log.info("registered as host %s of %s", self.host_id, owner)
+                print(f"registered as host {self.host_id}", flush=True)
+            while self._node.poll() is None and not self._stop.wait(0.5):
+                pass
             if self._stop.is_set():
                 break
-            try:
-                await asyncio.wait_for(self._stop.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
-            delay = min(delay * 2, 5.0)
+            log.warning("this machine's Ray node exited (%s); joining again in %.0fs",
+                        self._node.returncode, delay)
+            self._stop.wait(delay)
+            delay = min(delay * 2, 30)
+        self._stop_node()
 
-    async def _session(self) -> None:
+    def _start_node(self, cluster: dict) -> subprocess.Popen:
+        argv = [_ray_bin(), "start", f"--address={cluster['ray_address']}", "--block",
+                "--disable-usage-stats"]
+        if self.node_ip:
+            argv.append(f"--node-ip-address={self.node_ip}")
+        env = {**os.environ, **self.ray_auth, JOIN_ENV: cluster["join_key"]}
+        log.info("joining the cluster at %s", cluster["ray_address"])
+        # its own process group: stopping the node stops every process it started
+        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, start_new_session=True)
+
+    def _wait_online(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
         headers = {"Authorization": f"Bearer {self.token}"}
-        async with websockets.connect(self._ws_url, additional_headers=headers,
-                                      open_timeout=10, ping_interval=10) as ws:
-            await ws.send(json.dumps(describe_machine(self.node_ip)))
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if self._node is not None and self._node.poll() is not None:
+                return False
             try:
-                reply = json.loads(await asyncio.wait_for(ws.recv(), 60))
-            except websockets.ConnectionClosed as exc:
-                if exc.rcvd is not None and exc.rcvd.code == 4401:
-                    raise RegistrationRefused("unauthenticated", "the token was refused") from None
-                raise
-            if reply.get("type") != "registered":
-                raise RegistrationRefused(reply.get("code", "refused"), reply.get("message", ""))
-            self.host = reply["host"]
-            self.registered.set()
-            log.info("registered as host %s (%s)", self.host["id"], self.host["name"])
-            while not self._stop.is_set():
-                await ws.send('{"type": "beat"}')
-                try:
-                    await asyncio.wait_for(self._stop.wait(), 1.0)
-                except asyncio.TimeoutError:
-                    pass
-            await ws.close()
+                r = httpx.get(f"{self.server_url}/v1/hosts/{self.host_id}", headers=headers,
+                              timeout=5)
+                if r.status_code == 200 and r.json()["status"] == "online":
+                    return True
+            except httpx.HTTPError:
+                pass
+            self._stop.wait(0.2)
+        return False
 
-    def _join_cluster(self) -> None:
-        """Make this machine a node of the server's Ray cluster (`ray start --address`)."""
-        info = httpx.get(f"{self.server_url}/v1/cluster",
-                         headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
-        info.raise_for_status()
-        address = info.json()["ray_address"]
-        ray_bin = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
-        cmd = [ray_bin, "start", f"--address={address}", f"--node-ip-address={self.node_ip}"]
-        log.info("this machine is not a node of the cluster yet: %s", " ".join(cmd))
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    def _stop_node(self) -> None:
+        node = self._node
+        if node is None or node.poll() is not None:
+            return
+        try:
+            os.killpg(node.pid, signal.SIGTERM)
+            node.wait(15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        try:  # whatever of the node's group is left
+            os.killpg(node.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def stop(self) -> None:
         self._stop.set()

@@ -1,10 +1,21 @@
-"""`omnigent serve`: Ray (embedded or attached), the ControlActor, the Serve app, and
-this machine enrolled as a host of the local user. Runs in the foreground.
+"""`omnigent serve` and `omnigent stop`: the server on Ray.
+
+Two ways to run:
+
+- **Embedded** (no `--address`): a single-machine Ray cluster of its own, with token
+  authentication, in the foreground; Ctrl-C / SIGTERM stops the server and its Ray.
+- **On a cluster** (`--address`): the ControlActor and the Serve application are detached,
+  so the server outlives the `omnigent serve` process (the Ray driver), which deploys it
+  and exits. Run again, it adopts a server of the same code version and rolls one of
+  another version forward (sessions, files and bindings are in the store; runners and
+  their terminals keep running). `omnigent stop` stops it.
+
+Either way the server's own machine is enrolled as a host of the user who runs it, and
+other machines join with a join line (see omnigent.domain.enrollment).
 """
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import os
@@ -15,9 +26,16 @@ from pathlib import Path
 
 import httpx
 
-from omnigent.config import Settings, state_dir
-from omnigent.daemon import HostDaemon
+from omnigent.config import Settings, code_version, state_dir
+from omnigent.credentials import (
+    current_ray_token,
+    server_secret,
+    use_ray_token,
+    write_private,
+)
+from omnigent.domain.enrollment import JOIN_ENV, host_id_for, join_key
 from omnigent.ids import new_token
+from omnigent.machine import machine_id
 from omnigent.store import Store
 
 # Fast failure detection (RAY_NOTES.md): a dead host is seen in ~2.4 s, not ~13 s.
@@ -50,13 +68,12 @@ def ensure_local_token(settings: Settings, user: str) -> str:
     return token
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write atomically, readable by the owner only."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def make_settings(bind_host: str, port: int) -> Settings:
+    return Settings(
+        state_dir=str(state_dir()), host=bind_host, port=port, admin_user=local_user(),
+        code_version=code_version(),
+        session_idle_s=float(os.environ.get("OMNIGENT_SESSION_IDLE_S", 300)),
+        file_cap_bytes=int(os.environ.get("OMNIGENT_FILE_CAP_BYTES", 1024 ** 3)))
 
 
 def _init_ray(address: str | None, node_ip: str | None, namespace: str) -> None:
@@ -68,45 +85,11 @@ def _init_ray(address: str | None, node_ip: str | None, namespace: str) -> None:
         kwargs.update(address="local", _system_config=HEALTH_CHECKS,
                       object_store_memory=int(os.environ.get("OMNIGENT_OBJECT_STORE_BYTES",
                                                              200 * 2**20)))
-        if node_ip:
-            kwargs["_node_ip_address"] = node_ip
     else:
         kwargs["address"] = address
-        if node_ip:
-            kwargs["_node_ip_address"] = node_ip
+    if node_ip:
+        kwargs["_node_ip_address"] = node_ip
     ray.init(**kwargs)
-
-
-def start(settings: Settings, address: str | None, node_ip: str | None) -> dict:
-    """Bring the server up; returns what the CLI prints."""
-    import ray
-    from ray import serve
-
-    from actors import options
-    from actors.remote import RemoteControl
-
-    _init_ray(address, node_ip, settings.namespace)
-    ctx = ray.get_runtime_context()
-    node_id = ctx.get_node_id()
-    node_ip = ray.util.get_node_ip_address()
-    old = _get_actor("control", settings.namespace)
-    if old is not None:  # left over from a crashed server on an attached cluster
-        ray.kill(old)
-        time.sleep(0.5)
-    control = RemoteControl.options(**options.control_options(settings.namespace, node_id)).remote(
-        settings.to_dict())
-    ray.get(control.start.remote())
-
-    from serve_app import OmnigentIngress
-
-    serve.start(proxy_location="Disabled")
-    serve.run(
-        OmnigentIngress.options(ray_actor_options={
-            "num_cpus": 0, "resources": {f"node:{node_ip}": 0.001}}).bind(settings.to_dict()),
-        name=settings.namespace, route_prefix=f"/{settings.namespace}", blocking=False,
-    )
-    _wait_http(settings.url + "/healthz", timeout=120)
-    return {"ray_address": ctx.gcs_address, "node_ip": node_ip, "control": control}
 
 
 def _get_actor(name: str, namespace: str):
@@ -116,6 +99,81 @@ def _get_actor(name: str, namespace: str):
         return ray.get_actor(name, namespace=namespace)
     except ValueError:
         return None
+
+
+def _kill_named(namespace: str) -> None:
+    """Kill this server's named actors (HostActors, SessionActors…), never runners."""
+    import ray
+    from ray.util import list_named_actors
+
+    for entry in list_named_actors(all_namespaces=True):
+        name = entry["name"]
+        if entry["namespace"] == namespace and name.startswith(("node_", "session_")):
+            handle = _get_actor(name, namespace)
+            if handle is not None:
+                ray.kill(handle)
+
+
+def deploy(settings: Settings) -> str:
+    """Bring the server up on the connected cluster, adopting or rolling forward one that
+    runs already. Returns "started", "adopted" or "upgraded"."""
+    import ray
+    from ray import serve
+
+    from actors import options
+    from actors.remote import RemoteControl
+
+    ns = settings.namespace
+    outcome = "started"
+    old = _get_actor("control", ns)
+    if old is not None:
+        try:
+            running = ray.get(old.version.remote(), timeout=15)
+        except Exception:  # noqa: BLE001 - a broken server is replaced
+            running = None
+        if running == settings.code_version and _healthy(settings.url):
+            return "adopted"
+        # Another version: replace the control plane (its state is in the store; live
+        # runners are found again by name) and the per-host and per-session actors.
+        outcome = "upgraded"
+        ray.kill(old, no_restart=True)
+        _kill_named(ns)  # HostActors and SessionActors of the old code; runners stay
+        _wait_gone("control", ns)
+    node_id = ray.get_runtime_context().get_node_id()
+    node_ip = ray.util.get_node_ip_address()
+    control = RemoteControl.options(**options.control_options(ns, node_id)).remote(
+        settings.to_dict())
+    ray.get(control.start.remote())
+
+    from serve_app import OmnigentIngress
+
+    serve.start(proxy_location="Disabled")
+    serve.run(
+        OmnigentIngress.options(ray_actor_options={
+            "num_cpus": 0, "resources": {f"node:{node_ip}": 0.001}}).bind(settings.to_dict()),
+        name=ns, route_prefix=f"/{ns}", blocking=False,
+    )
+    _wait_http(f"{_local_url(settings)}/healthz", timeout=120)
+    return outcome
+
+
+def _wait_gone(name: str, namespace: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while _get_actor(name, namespace) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _local_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
+    host = "[::1]" if host == "::" else host
+    return f"http://{host}:{settings.port}"
 
 
 def _wait_http(url: str, timeout: float) -> None:
@@ -130,75 +188,156 @@ def _wait_http(url: str, timeout: float) -> None:
     raise RuntimeError(f"the API did not come up at {url}")
 
 
-def join_command(ray_address: str) -> str:
-    token_env = ""
-    token = _ray_auth_token()
-    if token:
-        token_env = f"RAY_AUTH_MODE=token RAY_AUTH_TOKEN={token} "
-    return f"{token_env}ray start --address={ray_address}"
+def public_url(bind_host: str, port: int, node_ip: str) -> str:
+    """A URL others can reach: a wildcard bind address is shown as the node's address."""
+    host = node_ip if bind_host in ("0.0.0.0", "::", "") else bind_host
+    return f"http://{host}:{port}"
 
 
-def _ray_auth_token() -> str | None:
-    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
-        return None
-    if os.environ.get("RAY_AUTH_TOKEN"):
-        return os.environ["RAY_AUTH_TOKEN"]
-    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
-    return path.read_text().strip() if path.exists() else None
+def join_line(ray_address: str, key: str, ray_token: str | None) -> str:
+    """The command a machine runs to become the key's user's host. Secrets go in the
+    environment of `ray start` (never its arguments, which `ps` shows to everyone)."""
+    auth = f"RAY_AUTH_MODE=token RAY_AUTH_TOKEN={ray_token} " if ray_token else ""
+    return f"{auth}{JOIN_ENV}={key} ray start --address={ray_address}"
 
 
-def serve_forever(port: int, address: str | None, bind_host: str, node_ip: str | None) -> int:
+def serve(port: int, address: str | None, bind_host: str, node_ip: str | None) -> int:
     t0 = time.monotonic()
-    settings = Settings(state_dir=str(state_dir()), host=bind_host, port=port,
-                        session_idle_s=float(os.environ.get("OMNIGENT_SESSION_IDLE_S", 300)),
-                        file_cap_bytes=int(os.environ.get("OMNIGENT_FILE_CAP_BYTES", 1024 ** 3)))
-    Path(settings.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
-    user = local_user()
-    token = ensure_local_token(settings, user)
-    up = start(settings, address, node_ip)
-    stopping = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own
-        signal.signal(sig, lambda *_: stopping.set())
+    settings = make_settings(bind_host, port)
+    state = Path(settings.state_dir)
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    use_ray_token(state)  # before Ray is imported: it reads its auth settings then
+    import ray
 
-    daemon = HostDaemon(settings.url, token, up["node_ip"], join=False)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(daemon.run(),), daemon=True)
-    thread.start()
-    if not daemon.registered.wait(60):
-        raise RuntimeError("the local machine could not register as a host")
-    info = {"url": settings.url, "ray_address": up["ray_address"], "namespace": settings.namespace,
-            "pid": os.getpid(), "user": user, "host_id": daemon.host["id"]}
-    write_private(Path(settings.state_dir) / "server.json", json.dumps(info, indent=2) + "\n")
-    print(f"omnigent server ready in {time.monotonic() - t0:.1f}s", flush=True)
-    print(f"  URL:    {settings.url}", flush=True)
-    print(f"  user:   {user} (host {daemon.host['id']} online)", flush=True)
-    print("  join another machine to the cluster, then register it as a host:", flush=True)
-    print(f"    {join_command(up['ray_address'])}", flush=True)
-    print(f"    omnigent host {settings.url} --token <TOKEN>", flush=True)
-    print(f"  token (saved in {settings.state_dir}/token):", flush=True)
-    print(token, flush=True)
-
-    while not stopping.wait(0.5):
-        pass
+    server_secret(state)  # made before the ControlActor reads it
+    token = ensure_local_token(settings, settings.admin_user)
+    _init_ray(address, node_ip or _recorded_node_ip(state, address), settings.namespace)
+    outcome = deploy(settings)
+    ctx = ray.get_runtime_context()
+    node_ip = ray.util.get_node_ip_address()
+    url = public_url(bind_host, port, node_ip)
+    host_id = host_id_for(settings.admin_user, machine_id())
+    _wait_host_online(f"{_local_url(settings)}", token, host_id, timeout=60)
+    info = {"url": url, "ray_address": ctx.gcs_address, "namespace": settings.namespace,
+            "pid": os.getpid() if address is None else None, "embedded": address is None,
+            "user": settings.admin_user, "host_id": host_id, "version": settings.code_version}
+    write_private(state / "server.json", json.dumps(info, indent=2) + "\n")
+    line = join_line(ctx.gcs_address, join_key(server_secret(state), settings.admin_user),
+                     current_ray_token())
+    say = lambda text: print(text, flush=True)  # noqa: E731
+    say(f"omnigent server {outcome} in {time.monotonic() - t0:.1f}s (version "
+        f"{settings.code_version})")
+    say(f"  URL:    {url}")
+    say(f"  user:   {settings.admin_user} (host {host_id} online)")
+    say(f"  join a machine as a host of {settings.admin_user} (`omnigent join-line USER` "
+        "prints the line for another user):")
+    say(f"    {line}")
+    if address is not None:
+        # Detached: this process is only the deployer. The bearer token is not printed
+        # here, where output often ends up in logs.
+        say(f"  token:  in {state / 'token'} (mode 0600)")
+        say("  the server keeps running after this command; `omnigent stop` stops it")
+        ray.shutdown()
+        return 0
+    say(f"  token (saved in {state}/token):")
+    say(token)
+    _wait_for_signal()
     print("stopping…", flush=True)
-    loop.call_soon_threadsafe(daemon.stop)
-    thread.join(5)
-    shutdown(settings, up["control"], embedded=address is None)
+    stop_server(settings)
+    ray.shutdown()
     return 0
 
 
-def shutdown(settings: Settings, control, embedded: bool) -> None:
+def _recorded_node_ip(state: Path, address: str | None) -> str | None:
+    """On a machine whose node `omnigent ray-start` started, the IP it gave that node."""
+    if address is None:
+        return None
+    try:
+        return json.loads((state / "ray-node.json").read_text()).get("node_ip")
+    except (OSError, ValueError):
+        return None
+
+
+def _wait_host_online(url: str, token: str, host_id: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    headers = {"Authorization": f"Bearer {token}"}
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"{url}/v1/hosts/{host_id}", headers=headers, timeout=5)
+            if r.status_code == 200 and r.json()["status"] == "online":
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the server's own machine did not come online as a host")
+
+
+def _wait_for_signal() -> None:
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own
+        signal.signal(sig, lambda *_: stopping.set())
+    while not stopping.wait(0.5):
+        pass
+
+
+def stop_server(settings: Settings) -> bool:
+    """Stop the server on the connected cluster: runners first (state is kept), then the
+    Serve application and every actor of the server. False if none was running."""
     import ray
     from ray import serve
 
+    control = _get_actor("control", settings.namespace)
+    if control is None:
+        return False
     try:
-        ray.get(control.shutdown.remote(), timeout=15)
-    except Exception:  # noqa: BLE001 - shutting down regardless
+        ray.get(control.shutdown.remote(), timeout=30)
+    except Exception:  # noqa: BLE001 - stopping regardless
         pass
-    if not embedded:
-        try:
-            serve.delete(settings.namespace)
-        except Exception:  # noqa: BLE001
-            pass
-        ray.kill(control)
+    try:
+        serve.delete(settings.namespace)
+    except Exception:  # noqa: BLE001
+        pass
+    _kill_named(settings.namespace)
+    ray.kill(control, no_restart=True)
+    return True
+
+
+def stop(address: str | None) -> int:
+    """`omnigent stop`: an embedded server is sent SIGTERM; one on a cluster is stopped
+    through Ray."""
+    state = state_dir()
+    try:
+        info = json.loads((state / "server.json").read_text())
+    except (OSError, ValueError):
+        info = {}
+    if info.get("embedded") and info.get("pid") and address is None:
+        return _stop_pid(info["pid"])
+    use_ray_token(state)  # before Ray is imported
+    import ray
+
+    settings = make_settings("127.0.0.1", 0)
+    _init_ray(address or info.get("ray_address") or "auto", _recorded_node_ip(state, "x"),
+              settings.namespace)
+    stopped = stop_server(settings)
     ray.shutdown()
+    print("server stopped" if stopped else "no server of this state dir runs on the cluster",
+          flush=True)
+    return 0
+
+
+def _stop_pid(pid: int) -> int:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        print("the server is not running", flush=True)
+        return 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print("server stopped", flush=True)
+            return 0
+        time.sleep(0.2)
+    print(f"the server (pid {pid}) did not stop within 60 s", flush=True)
+    return 1

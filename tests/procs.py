@@ -1,4 +1,5 @@
-"""Real processes for the tests: `omnigent serve`, Ray worker nodes, host daemons.
+"""Real processes for the tests: `omnigent serve`, Ray nodes joined with join lines,
+`omnigent host`.
 
 Each is started in its own process group and stopped by killing that group, so tests stop
 exactly what they started (never `ray stop`).
@@ -9,6 +10,7 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -126,13 +128,28 @@ class Server:
         self.proc = Proc([str(BIN / "omnigent"), "serve", "--port", str(self.port),
                           "--node-ip-address", node_ip, *attach],
                          base_env(self.home, **self.env), "server")
-        self.token = self.proc.wait_for(r"^(omg_\S+)$", timeout).group(1)
-        join = self.proc.wait_for(r"(RAY_AUTH_MODE=\S+ RAY_AUTH_TOKEN=(\S+) )?ray start "
-                                  r"--address=(\S+)", 5)
-        self.ray_address = join.group(3)
-        self.ray_token = join.group(2)
+        if address:
+            self.proc.wait_for(r"the server keeps running", timeout)
+            self.token = Path(self.home, ".omnigent", "token").read_text().strip()
+        else:
+            self.token = self.proc.wait_for(r"^(omg_\S+)$", timeout).group(1)
+        join = self.proc.wait_for(r"RAY_AUTH_MODE=token RAY_AUTH_TOKEN=(\S+) "
+                                  r"OMNIGENT_JOIN=(\S+) ray start --address=(\S+)", 5)
+        self.ray_token, self.join_key, self.ray_address = join.groups()
+        self.host_id = self.proc.wait_for(r"host (host_\w+) online", 5).group(1)
         self.start_seconds = time.monotonic() - t0
         return self
+
+    def join_key_of(self, user: str) -> str:
+        out = self.cli("join-line", user)
+        return re.search(r"OMNIGENT_JOIN=(\S+)", out).group(1)
+
+    def cli(self, *args: str, check: bool = True) -> str:
+        out = subprocess.run([str(BIN / "omnigent"), *args], env=base_env(self.home),
+                             capture_output=True, text=True, timeout=120)
+        if check and out.returncode != 0:
+            raise RuntimeError(f"omnigent {' '.join(args)}: {out.stdout}{out.stderr}")
+        return out.stdout
 
     def stop(self) -> None:
         if self.proc:
@@ -162,7 +179,11 @@ class RayHead:
         self.ip = ip
         self.port = free_port()
         self.address = f"{ip}:{self.port}"
-        env = base_env(home, RAY_AUTH_MODE="disabled", RAY_health_check_period_ms="1000",
+        self.token_file = Path(home, "ray_token")
+        self.token_file.write_text(secrets.token_hex(32))
+        self.token_file.chmod(0o600)
+        env = base_env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(self.token_file),
+                       RAY_health_check_period_ms="1000",
                        RAY_health_check_timeout_ms="1000", RAY_health_check_failure_threshold="3",
                        RAY_health_check_initial_delay_ms="1000")
         self.proc = Proc([str(BIN / "ray"), "start", "--head", f"--port={self.port}",
@@ -177,44 +198,83 @@ class RayHead:
 
 
 class RayNode:
-    """A worker node joined to the server's cluster, with a HOME of its own.
+    """A machine joined to the server's cluster with a join line (so a host of the join
+    key's user; `join_key=None` joins with the cluster token only: no host), with a HOME
+    of its own.
 
     Start nodes one after the other (`wait_started` before the next): nodes sharing a
     machine and a session dir race for the same socket names when started at once.
     """
 
     def __init__(self, server: Server, ip: str, home: str | None = None,
-                 env: dict | None = None) -> None:
+                 env: dict | None = None, join_key: str | None = "admin",
+                 ray_token: str | None = "server", name: str | None = None) -> None:
         self.ip = ip
         self.home = home or make_home(f"node-{ip}")
-        extra = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": server.ray_token} \
-            if server.ray_token else {"RAY_AUTH_MODE": "disabled"}
+        self.machine_id = secrets.token_hex(16)  # as `omnigent.machine` would make it
+        path = Path(self.home, ".omnigent", "machine_id")
+        if path.exists():
+            self.machine_id = path.read_text().strip()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(self.machine_id)
+        key = server.join_key if join_key == "admin" else join_key
+        self.owner = key.rpartition(".")[0] if key else None
+        token = server.ray_token if ray_token == "server" else ray_token
+        extra = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token} if token else {}
+        if key:
+            extra["OMNIGENT_JOIN"] = key
+        extra["OMNIGENT_HOST_NAME"] = name or f"node-{ip}"
         extra.update(env or {})
+        self.started_at = time.monotonic()
         self.proc = Proc([str(BIN / "ray"), "start", f"--address={server.ray_address}",
                           f"--node-ip-address={ip}", "--block", "--num-cpus=2",
                           "--disable-usage-stats", *_free_ports()],
                          base_env(self.home, **extra), f"node {ip}")
 
+    @property
+    def host_id(self) -> str:
+        from omnigent.domain.enrollment import host_id_for
+
+        return host_id_for(self.owner, self.machine_id)
+
     def wait_started(self, timeout: float = 90) -> "RayNode":
         self.proc.wait_for(r"Ray runtime started|--block", timeout)
         return self
+
+    def wait_host(self, client: httpx.Client, timeout: float = 60) -> str:
+        """Wait until this node is an online host (seen by `client`, its owner)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = client.get(f"/v1/hosts/{self.host_id}")
+            if r.status_code == 200 and r.json()["status"] == "online":
+                return self.host_id
+            if self.proc.popen.poll() is not None:
+                raise RuntimeError("the node exited:\n" + "\n".join(self.proc.lines[-30:]))
+            time.sleep(0.1)
+        raise TimeoutError(f"node {self.ip} not an online host after {timeout}s")
 
     def kill(self) -> None:
         self.proc.signal_group(signal.SIGKILL)
         self.proc.stop(signal.SIGKILL, timeout=5)
 
 
-class Daemon:
-    """`omnigent host` for a machine (a HOME) on a node."""
+class HostCommand:
+    """`omnigent host` for a machine (a HOME): joins through the API and supervises."""
 
-    def __init__(self, server: Server, token: str, node_ip: str, home: str) -> None:
+    def __init__(self, server: Server, token: str, node_ip: str, home: str,
+                 ray_token: str | None = None) -> None:
         self.home = home
-        self.proc = Proc([str(BIN / "omnigent"), "host", server.url, "--token", token,
-                          "--node-ip-address", node_ip, "--no-join"],
-                         base_env(home), f"daemon {node_ip}")
+        token_file = Path(home, "api_token")
+        token_file.write_text(token)
+        token_file.chmod(0o600)
+        env = base_env(home, RAY_AUTH_TOKEN=ray_token or server.ray_token)
+        self.proc = Proc([str(BIN / "omnigent"), "host", server.url, "--token-file",
+                          str(token_file), "--node-ip-address", node_ip],
+                         env, f"host command {node_ip}")
 
-    def wait_registered(self, timeout: float = 60) -> str:
+    def wait_registered(self, timeout: float = 90) -> str:
         return self.proc.wait_for(r"registered as host (host_\w+)", timeout).group(1)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        self.proc.stop(sig, timeout=10)
+        self.proc.stop(sig, timeout=30)

@@ -7,7 +7,7 @@ from fastapi import FastAPI, Request
 from omnigent import __version__
 from omnigent.api import errors
 from omnigent.api.auth import AuthMiddleware
-from omnigent.api.routes import files, hosts, resources, sessions, terminals, tunnel
+from omnigent.api.routes import files, hosts, resources, sessions, terminals
 
 
 def create_app() -> FastAPI:
@@ -16,7 +16,6 @@ def create_app() -> FastAPI:
     app.add_middleware(AuthMiddleware)
     app.include_router(hosts.router)
     app.include_router(sessions.router)
-    app.include_router(tunnel.router)
     app.include_router(files.router)  # before the catch-all of `resources`
     app.include_router(terminals.router)
     app.include_router(resources.router)
@@ -27,7 +26,9 @@ def create_app() -> FastAPI:
 
     @app.get("/v1/cluster")
     async def cluster(request: Request) -> dict:
-        """What a machine needs to join this server's Ray cluster as a host."""
-        return await request.app.state.omnigent.control.cluster_info.remote()
+        """What a machine needs to join this server's Ray cluster as the caller's host:
+        the Ray address and the caller's join key (`omnigent host` uses it)."""
+        return await request.app.state.omnigent.control.cluster_info.remote(
+            request.state.user)
 
     return app

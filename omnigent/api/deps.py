@@ -54,9 +54,10 @@ class AppState:
         while True:
             try:
                 self._apply(*await self.control.watch_hosts.remote(self.version))
-            except Exception:  # control restarting: try again shortly
-                log.exception("host table long-poll failed")
-                await asyncio.sleep(0.5)
+            except Exception:  # control restarting (or rolled forward): find it again
+                log.warning("host table long-poll failed; looking the ControlActor up again")
+                await asyncio.sleep(0.2)
+                self.control = get_named("control", self.settings.namespace) or self.control
 
     def _apply(self, version: int, rows: list[dict]) -> None:
         if version < self.version:
@@ -69,11 +70,6 @@ class AppState:
             if deadlines and self.hosts.get(host_id, {}).get("status") != "online":
                 for deadline in deadlines:
                     deadline.reschedule(now)
-
-    def remember_host(self, host: dict, node_id: str | None) -> None:
-        """Read-your-writes for a registration made through this replica."""
-        self.hosts[host["id"]] = host
-        self.host_nodes[host["id"]] = node_id
 
     # authentication --------------------------------------------------------------
     async def user_for_token(self, token: str | None) -> str:
@@ -103,7 +99,7 @@ class AppState:
         cached = self._host_handles.get(host_id)
         if cached is not None and cached[0] == node_id:
             return cached[1]
-        handle = get_named(f"host_{host_id}", self.settings.namespace)
+        handle = get_named(f"node_{node_id}", self.settings.namespace)
         if handle is None:
             raise HostOffline("the host is offline")
         self._host_handles[host_id] = (node_id, handle)

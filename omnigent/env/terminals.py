@@ -81,8 +81,10 @@ class Terminals:
     """The live terminals of one runner. All methods run on its data path's event loop."""
 
     def __init__(self, root: str, session_id: str, declared: dict[str, dict], *,
-                 max_terminals: int = MAX_TERMINALS, client_budget: int = CLIENT_BUDGET) -> None:
+                 max_terminals: int = MAX_TERMINALS, client_budget: int = CLIENT_BUDGET,
+                 env: dict[str, str] | None = None) -> None:
         self.root = root
+        self.env = env
         self.session_id = session_id
         self.declared = declared
         self.max_terminals = max_terminals
@@ -117,7 +119,8 @@ class Terminals:
         import pty
 
         argv = [spec["command"], *spec.get("args", [])]
-        env = {**os.environ, "TERM": "xterm-256color", **spec.get("env", {})}
+        base = os.environ if self.env is None else self.env
+        env = {**base, "TERM": "xterm-256color", **spec.get("env", {})}
         pid, fd = pty.fork()
         if pid == 0:  # the child: its own session (pty.fork did setsid), in the root
             try:

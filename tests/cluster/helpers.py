@@ -140,12 +140,3 @@ def error_code(r) -> str | None:
         return r.json()["error"]["code"]
     except Exception:
         return None
-
-
-def restart_daemon(world, key: str, node_ip: str) -> str:
-    """Start alice's daemon `key` again on its node (same HOME, so the same host id)."""
-    from tests.procs import Daemon
-
-    old = world.daemons[key]
-    world.daemons[key] = Daemon(world.server, world.server.token, node_ip, old.home)
-    return world.daemons[key].wait_registered()

@@ -17,7 +17,7 @@ import pytest
 from tests.cluster.helpers import (
     env_url, error_code, git, launched, make_workspace, new_session, put_files,
 )
-from tests.procs import Daemon, RayNode
+from tests.procs import RayNode
 
 
 def _routes(sid: str) -> list[tuple[str, str, dict | None]]:
@@ -170,7 +170,7 @@ def test_another_users_session_is_404_and_no_token_is_401(world):
 
 def test_each_user_reaches_only_their_own_environment(world):
     ws_a = make_workspace(world.node_a.home, {"a.txt": "alice"})
-    ws_b = make_workspace(world.daemons["bob"].home, {"b.txt": "bob"})
+    ws_b = make_workspace(world.node_bob.home, {"b.txt": "bob"})
     sid_a = launched(world.alice, world.host_a, ws_a)
     sid_b = launched(world.bob, world.host_bob, ws_b)
     try:
@@ -194,10 +194,9 @@ def test_runner_on_a_dead_machine_is_503_quickly(world, tmp_path):
     home = str(tmp_path)
     os.chmod(home, 0o755)
     node = RayNode(world.server, "127.0.0.15", home).wait_started()
-    daemon = Daemon(world.server, world.server.token, node.ip, home)
     sid = None
     try:
-        host = daemon.wait_registered()
+        host = node.wait_host(world.alice)
         ws = make_workspace(home, {"a.txt": "a"})
         sid = launched(world.alice, host, ws)
         r = world.alice.get(env_url(sid, "/filesystem/a.txt"))
@@ -229,7 +228,6 @@ def test_runner_on_a_dead_machine_is_503_quickly(world, tmp_path):
     finally:
         if sid:
             world.alice.delete(f"/v1/sessions/{sid}")
-        daemon.stop()
         node.kill()
 
 

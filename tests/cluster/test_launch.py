@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.helpers import launch, new_session, pid_alive, proc_env
-from tests.procs import Daemon, RayNode
+from tests.procs import RayNode
 
 
 def _runner(world, runner_id):
@@ -142,11 +142,10 @@ def test_bad_branch_names_are_400(world, name):
 def test_failed_launch_rolls_the_worktree_back(world, tmp_path):
     """A host whose runners cannot start: the new worktree and branch are removed again."""
     home = str(tmp_path)
-    node = RayNode(world.server, "127.0.0.13", home,
+    node = RayNode(world.server, "127.0.0.16", home,
                    env={"OMNIGENT_FAULT_RUNNER_START": "1"}).wait_started()
-    daemon = Daemon(world.server, world.server.token, node.ip, home)
     try:
-        host = daemon.wait_registered()
+        host = node.wait_host(world.alice)
         repo = _repo(Path(home))
         s = new_session(world.alice)
         r = launch(world.alice, host, s["id"], str(repo), git={"branch_name": "doomed"})
@@ -156,7 +155,6 @@ def test_failed_launch_rolls_the_worktree_back(world, tmp_path):
         session = world.alice.get(f"/v1/sessions/{s['id']}").json()
         assert session["status"] == "idle" and session["runner_id"] is None
     finally:
-        daemon.stop()
         node.kill()
 
 

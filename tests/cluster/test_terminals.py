@@ -2,7 +2,7 @@
 the API's REST routes and its WebSocket with a real client (`websockets`).
 
 Launch and listing, attach (echo, resize, ^C and SIGPIPE as in any terminal, read-only,
-several clients, replay, a slow client, auth), persistence (across connections, across the host daemon), exit and close,
+several clients, replay, a slow client, auth), persistence (across connections), exit and close,
 transfer between sessions, limits, and a flood that must not hold up the API.
 
 Typed commands compute what the test looks for (`$((6*7))`, `$$`, `"[$PWD]"`), so the
@@ -33,7 +33,6 @@ from tests.cluster.helpers import (
     new_session,
     pid_alive,
     put_files,
-    restart_daemon,
     wait_status,
 )
 
@@ -991,44 +990,3 @@ def test_a_flood_does_not_hold_up_the_api(world, sess):
     slow = {k: round(v, 3) for k, v in worst.items() if v >= 2.0}
     assert not slow, f"API calls took >= 2 s during a flood: {slow}"
     assert quiet_s < 2.0, f"another terminal took {quiet_s:.2f}s to echo during a flood"
-
-
-# --- 3b. the host daemon goes away (last: it restarts host A's daemon) ------------------------
-
-def test_terminal_outlives_the_host_daemon(world):
-    alice = world.alice
-    s = session_on(world, world.host_a, world.node_a.home)
-    tid = open_term(alice, s.id, "survivor")
-    try:
-        async def before():
-            screen = await attach(world, s.id, tid)
-            pid = await screen.pid("BEFORE")
-            await screen.run("cd /tmp")
-            await screen.close()
-            return pid
-        pid = asyncio.run(before())
-
-        world.daemons["a"].stop()
-        try:
-            wait_status(alice, world.host_a, "offline", timeout=15)
-
-            async def during():
-                screen = await attach(world, s.id, tid)
-                assert await screen.pid("DURING") == pid
-                await screen.run('echo "[$PWD] ALIVE-$((11*11))"')
-                await screen.expect(rb"\[/tmp\] ALIVE-121")
-                await screen.close()
-            asyncio.run(during())
-            r = alice.get(turl(s.id, f"/{tid}"))
-            assert r.status_code == 200, r.text
-            assert tid in list_ids(alice, s.id)
-            assert pid_alive(pid)
-        finally:
-            assert restart_daemon(world, "a", world.node_a.ip) == world.host_a
-        assert alice.get(f"/v1/hosts/{world.host_a}").json()["status"] == "online"
-        assert alice.delete(turl(s.id, f"/{tid}")).status_code == 200
-        assert wait_dead(pid)
-    finally:
-        alice.delete(turl(s.id, f"/{tid}"))
-        alice.delete(f"/v1/sessions/{s.id}")
-

@@ -1,0 +1,235 @@
+"""This machine's Ray node, started and stopped by omnigent (`omnigent ray-start`,
+`omnigent ray-stop`, used by cluster.yaml).
+
+`ray-start` wraps `ray start` so that every node of a `ray up` cluster has what it needs:
+- token authentication: the cluster token is made on the head (`~/.omnigent/ray_token`),
+  shared with the workers through the config's file mounts, and passed to Ray as
+  `RAY_AUTH_TOKEN_PATH`, never on a command line;
+- enrollment: a worker starts with the join key of its owner (`--worker-owner IP=USER` on
+  the head's line; the head's own user by default), so it becomes that user's host;
+- the right address: with none given, the node advertises the address this machine was
+  reached at over SSH (`SSH_CONNECTION`), i.e. the one listed in the config, even where
+  Ray would detect another (several network cards, loopback);
+- idempotence: on a machine whose node already runs in this cluster it does nothing, so
+  `ray up` can be run again; a node left over from a cluster that is gone is stopped first.
+
+`ray-stop` stops only the Ray processes `ray-start` started (found by a marker in the
+raylet's and GCS's environment, and their descendants): `ray down` runs `ray stop`, which
+otherwise kills every Ray process on the machine. On the head it stops the server first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from omnigent.config import state_dir
+from omnigent.credentials import ensure_ray_token, ray_auth_env, server_secret, write_private
+from omnigent.domain.enrollment import JOIN_ENV, join_key
+
+MARK_ENV = "OMNIGENT_RAY_NODE"
+NODE_FILE = "ray-node.json"
+
+
+def ssh_server_address() -> str | None:
+    """The address this machine was reached at, if this runs in an SSH session."""
+    parts = os.environ.get("SSH_CONNECTION", "").split()
+    return parts[2] if len(parts) == 4 else None
+
+
+def share_secrets(shared: Path, owners: dict[str, str], admin: str) -> None:
+    """On the head: what the workers need, in a directory the config copies to them."""
+    state = state_dir()
+    token = ensure_ray_token(state).read_text().strip()
+    secret = server_secret(state)
+    shared.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(shared, 0o700)
+    write_private(shared / "ray_token", token + "\n")
+    write_private(shared / "join" / "default", join_key(secret, admin) + "\n")
+    for ip, user in owners.items():
+        write_private(shared / "join" / ip, join_key(secret, user) + "\n")
+
+
+def take_shared_secrets(shared: Path, node_ip: str | None) -> str:
+    """On a worker: the cluster token into the state dir; the join key for this machine."""
+    token = (shared / "ray_token").read_text().strip()
+    write_private(state_dir() / "ray_token", token + "\n")
+    mine = shared / "join" / (node_ip or "-")
+    return (mine if mine.exists() else shared / "join" / "default").read_text().strip()
+
+
+def ray_start(ray_args: list[str], *, shared: Path | None, owners: dict[str, str],
+              node_ip: str | None, admin: str) -> int:
+    head = "--head" in ray_args
+    state = state_dir()
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    node_ip = node_ip or ssh_server_address()
+    env = dict(os.environ)
+    if head:
+        if shared is not None:
+            share_secrets(shared, owners, admin)
+        ensure_ray_token(state)
+    else:
+        if shared is None:
+            print("a worker needs --shared-dir (the head's shared secrets)", file=sys.stderr)
+            return 2
+        env[JOIN_ENV] = take_shared_secrets(shared, node_ip)
+    env.update(ray_auth_env(state / "ray_token"))
+    address = _arg(ray_args, "--address")
+    running = _our_raylet()
+    if running is not None:
+        if head or _same_cluster(running, address, env):
+            print(f"this machine's Ray node is already running (pid {running['pid']})",
+                  flush=True)
+            return 0
+        print("stopping this machine's node of a cluster that is gone", flush=True)
+        stop_processes(_descendants([running["pid"], *_marked(running["mark"])]))
+    mark = secrets.token_hex(8)
+    env[MARK_ENV] = mark
+    argv = [_ray_bin(), "start", *ray_args, "--disable-usage-stats"]
+    if node_ip and _arg(ray_args, "--node-ip-address") is None:
+        argv.append(f"--node-ip-address={node_ip}")
+    write_private(state / NODE_FILE, json.dumps(
+        {"mark": mark, "node_ip": node_ip, "head": head, "address": address}) + "\n")
+    return subprocess.run(argv, env=env).returncode
+
+
+def ray_stop() -> int:
+    """Stop the server (on the head) and then this machine's omnigent-started node."""
+    state = state_dir()
+    try:
+        node = json.loads((state / NODE_FILE).read_text())
+    except (OSError, ValueError):
+        print("no Ray node started by omnigent on this machine", flush=True)
+        return 0
+    if node.get("head"):
+        try:  # a separate process: its Ray driver must not outlive the stop
+            subprocess.run([sys.executable, "-m", "omnigent.cli", "stop"], timeout=90)
+        except subprocess.TimeoutExpired:
+            print("the server did not stop in time; stopping the node anyway", flush=True)
+    pids = _descendants(_marked(node["mark"]))
+    stop_processes(pids)
+    print(f"stopped {len(pids)} Ray processes started by omnigent", flush=True)
+    return 0
+
+
+def stop_processes(pids: list[int], grace: float = 10.0) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.1)
+
+
+def _arg(args: list[str], name: str) -> str | None:
+    for i, a in enumerate(args):
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+        if a == name and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def _ray_bin() -> str:
+    """The real `ray` beside this interpreter (the one on PATH may be the `ray stop` shim)."""
+    beside = Path(sys.executable).with_name("ray")
+    return str(beside) if beside.exists() else (shutil.which("ray") or "ray")
+
+
+def _proc_ids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _marked(mark: str) -> list[int]:
+    """Processes started with our marker whose environment is still readable (the raylet
+    and GCS: Ray's Python processes rename themselves, which overwrites theirs)."""
+    needle = f"{MARK_ENV}={mark}".encode()
+    return [p for p in _proc_ids() if needle in _environ(p).split(b"\0")]
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def _our_raylet() -> dict | None:
+    try:
+        node = json.loads((state_dir() / NODE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    for pid in _marked(node["mark"]):
+        argv = _cmdline(pid)
+        if argv and argv[0].endswith("/raylet") and _alive(pid):
+            return {"pid": pid, "mark": node["mark"], "session": _arg(argv, "--session-name"),
+                    "gcs": _arg(argv, "--gcs-address")}
+    return None
+
+
+def _same_cluster(raylet: dict, address: str | None, env: dict) -> bool:
+    """Is our running raylet a node of the cluster whose GCS is at `address` now?"""
+    if not address or raylet["gcs"] != address:
+        return False
+    code = (
+        "import sys\nfrom ray._raylet import GcsClient\n"
+        "c = GcsClient(address=sys.argv[1])\n"
+        "print(c.internal_kv_get(b'session_name', b'session', timeout=5).decode())\n")
+    try:
+        out = subprocess.run([sys.executable, "-c", code, address], env=env, timeout=20,
+                             capture_output=True, text=True)
+    except subprocess.TimeoutExpired:
+        return False
+    return out.returncode == 0 and out.stdout.strip() == raylet["session"]
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for pid in _proc_ids():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(ppid, []).append(pid)
+    return kids
+
+
+def _descendants(roots: list[int]) -> list[int]:
+    kids = _children()
+    found: list[int] = []
+    todo = list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.append(pid)
+            todo.extend(kids.get(pid, []))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
