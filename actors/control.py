@@ -114,6 +114,17 @@ class ControlActor:
     async def version(self) -> str:
         return self.code_version
 
+    async def own_host(self, timeout: float = 60) -> dict:
+        """The host of the server's own node, once it is online."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for host in self.hosts.values():
+                if host["info"].get("node_id") == self.node_id and \
+                        self._status(host["id"]) == "online":
+                    return self._public_host(host)
+            await asyncio.sleep(0.05)
+        raise HostOffline("the server's own machine did not come online as a host")
+
     async def cluster_info(self, user: str) -> dict:
         """What a machine needs to become `user`'s host (the Ray token not included: only
         the cluster's admin hands that out, see README "Enrolling more machines")."""

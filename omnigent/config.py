@@ -59,9 +59,12 @@ class Settings:
 
 
 def code_version() -> str:
-    """A digest of every Python source of the server (omnigent/, actors/, serve_app.py)."""
+    """A digest of every Python source of the server (omnigent/, actors/, serve_app.py);
+    `OMNIGENT_CODE_VERSION` overrides it (to force a roll forward)."""
     import omnigent
 
+    if os.environ.get("OMNIGENT_CODE_VERSION"):
+        return os.environ["OMNIGENT_CODE_VERSION"]
     root = Path(omnigent.__file__).resolve().parent.parent
     files = sorted([*root.glob("omnigent/**/*.py"), *root.glob("actors/*.py"),
                     root / "serve_app.py"])

@@ -56,12 +56,19 @@ def ray_auth_env(token_path: Path | str) -> dict[str, str]:
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path)}
 
 
-def use_ray_token(state_dir: Path) -> None:
+def use_ray_token(state_dir: Path, remember: bool = False) -> None:
     """Make this process (a driver) and its children use token auth: the token given in
-    the environment if any, else the state dir's token file (made if missing)."""
+    the environment if any (kept in the state dir's token file when `remember`, so that
+    `omnigent join-line` and `omnigent stop` find it), else that file (made if missing)."""
     os.environ["RAY_AUTH_MODE"] = "token"
-    if not os.environ.get("RAY_AUTH_TOKEN") and not os.environ.get("RAY_AUTH_TOKEN_PATH"):
+    given = current_ray_token()
+    path = state_dir / RAY_TOKEN_FILE
+    if given is None:
+        os.environ.pop("RAY_AUTH_TOKEN", None)
         os.environ["RAY_AUTH_TOKEN_PATH"] = str(ensure_ray_token(state_dir))
+    elif remember and os.path.realpath(os.environ.get("RAY_AUTH_TOKEN_PATH", "")) != \
+            os.path.realpath(path):
+        write_private(path, given + "\n")
 
 
 def current_ray_token() -> str | None:

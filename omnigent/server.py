@@ -33,9 +33,8 @@ from omnigent.credentials import (
     use_ray_token,
     write_private,
 )
-from omnigent.domain.enrollment import JOIN_ENV, host_id_for, join_key
+from omnigent.domain.enrollment import JOIN_ENV, join_key
 from omnigent.ids import new_token
-from omnigent.machine import machine_id
 from omnigent.store import Store
 
 # Fast failure detection (RAY_NOTES.md): a dead host is seen in ~2.4 s, not ~13 s.
@@ -206,7 +205,7 @@ def serve(port: int, address: str | None, bind_host: str, node_ip: str | None) -
     settings = make_settings(bind_host, port)
     state = Path(settings.state_dir)
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    use_ray_token(state)  # before Ray is imported: it reads its auth settings then
+    use_ray_token(state, remember=True)  # before Ray is imported: it reads them then
     import ray
 
     server_secret(state)  # made before the ControlActor reads it
@@ -216,8 +215,7 @@ def serve(port: int, address: str | None, bind_host: str, node_ip: str | None) -
     ctx = ray.get_runtime_context()
     node_ip = ray.util.get_node_ip_address()
     url = public_url(bind_host, port, node_ip)
-    host_id = host_id_for(settings.admin_user, machine_id())
-    _wait_host_online(f"{_local_url(settings)}", token, host_id, timeout=60)
+    host_id = ray.get(_get_actor("control", settings.namespace).own_host.remote())["id"]
     info = {"url": url, "ray_address": ctx.gcs_address, "namespace": settings.namespace,
             "pid": os.getpid() if address is None else None, "embedded": address is None,
             "user": settings.admin_user, "host_id": host_id, "version": settings.code_version}
@@ -256,20 +254,6 @@ def _recorded_node_ip(state: Path, address: str | None) -> str | None:
         return json.loads((state / "ray-node.json").read_text()).get("node_ip")
     except (OSError, ValueError):
         return None
-
-
-def _wait_host_online(url: str, token: str, host_id: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    headers = {"Authorization": f"Bearer {token}"}
-    while time.monotonic() < deadline:
-        try:
-            r = httpx.get(f"{url}/v1/hosts/{host_id}", headers=headers, timeout=5)
-            if r.status_code == 200 and r.json()["status"] == "online":
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the server's own machine did not come online as a host")
 
 
 def _wait_for_signal() -> None:

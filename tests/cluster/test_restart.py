@@ -1,5 +1,6 @@
 """Stop the server and start it again: users, tokens, hosts, sessions and their bindings
-are still there; hosts are offline until their daemon reconnects."""
+are still there; a machine that joins the new cluster with its join line is the same
+host again."""
 
 from __future__ import annotations
 
@@ -9,27 +10,29 @@ import time
 from pathlib import Path
 
 from tests.cluster.helpers import new_session, pid_alive, proc_env
-from tests.procs import SERVER_IP, Daemon, Server, make_home
+from tests.procs import RayNode, Server, make_home
 
 
 def test_state_survives_a_restart():
     server = Server().start()
-    daemon = None
+    node = None
     try:
         token_file = Path(server.home, ".omnigent", "token")
         assert token_file.read_text().strip() == server.token
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         bob_token = server.create_token("bob")
         bob_home = make_home("bob")
-        daemon = Daemon(server, bob_token, SERVER_IP, bob_home)
-        bob_host = daemon.wait_registered()
+        bob_key = server.join_key_of("bob")
+        node = RayNode(server, "127.0.0.21", bob_home, join_key=bob_key)
+        with server.client(bob_token) as bob:
+            bob_host = node.wait_host(bob)
         with server.client(server.token) as alice:
             [local] = alice.get("/v1/hosts").json()["hosts"]
             idle = new_session(alice)
             ws = make_home("ws")
             bound = new_session(alice, host_id=local["id"], workspace=ws)
             assert bound["status"] == "running"
-        daemon.stop()
+        node.kill()
         server.stop()
 
         server = Server(server.home, server.port).start()
@@ -50,13 +53,14 @@ def test_state_survives_a_restart():
             assert runner["status"] == "runner_exited"
             listed = [s["id"] for s in alice.get("/v1/sessions").json()["data"]]
             assert listed == [bound["id"], idle["id"]]
-            # bob's daemon reconnects: the same host, online again
-            daemon = Daemon(server, bob_token, SERVER_IP, bob_home)
-            assert daemon.wait_registered() == bob_host
+            # bob's machine joins the new cluster with the same join key: the same host
+            assert server.join_key_of("bob") == bob_key  # the same line works again
+            node = RayNode(server, "127.0.0.21", bob_home, join_key=bob_key)
+            assert node.wait_host(bob) == bob_host
             assert bob.get(f"/v1/hosts/{bob_host}").json()["status"] == "online"
     finally:
-        if daemon:
-            daemon.stop()
+        if node:
+            node.kill()
         server.stop()
 
 
