@@ -8,6 +8,8 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 import threading
 
 import ray
@@ -62,6 +64,19 @@ class HostActor:
     def ready(self) -> dict:
         return {"node_id": self.node_id, "pid": os.getpid(), "home": self.home,
                 "version": self.version, "about": self.about}
+
+    def stop_node(self) -> bool:
+        """Stop this machine's Ray node if `omnigent ray-start` started it (`ray down` of
+        a `ray up` cluster: the launcher itself leaves worker nodes running). The stop
+        runs in a process of its own, since it ends this actor too."""
+        from omnigent.raynode import started_by_omnigent
+
+        if not started_by_omnigent():
+            return False
+        subprocess.Popen([sys.executable, "-m", "omnigent.cli", "ray-stop"],
+                         start_new_session=True, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return True
 
     def adopt(self, host_id: str, owner: str) -> None:
         """The node was enrolled as this host (idempotent)."""

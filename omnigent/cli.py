@@ -25,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stop", help="stop the server of this state dir")
     p.add_argument("--address", help="the Ray cluster it runs on (default: as recorded)")
+    p.add_argument("--nodes", action="store_true",
+                   help="also stop the hosts' Ray nodes that `omnigent ray-start` started")
 
     p = sub.add_parser("host", help="join this machine as a host through the API (foreground)")
     p.add_argument("server_url")
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "stop":
         from omnigent.server import stop
 
-        return stop(args.address)
+        return stop(args.address, stop_nodes=args.nodes)
     if args.command == "host":
         return run_host(args)
     if args.command == "join-line":

@@ -101,6 +101,11 @@ def ray_start(ray_args: list[str], *, shared: Path | None, owners: dict[str, str
     return subprocess.run(argv, env=env).returncode
 
 
+def started_by_omnigent() -> bool:
+    """Is this machine's Ray node (the one this process runs on) one ray-start started?"""
+    return _our_raylet() is not None
+
+
 def ray_stop() -> int:
     """Stop the server (on the head) and then this machine's omnigent-started node."""
     state = state_dir()
@@ -111,10 +116,11 @@ def ray_stop() -> int:
         return 0
     if node.get("head"):
         try:  # a separate process: its Ray driver must not outlive the stop
-            subprocess.run([sys.executable, "-m", "omnigent.cli", "stop"], timeout=90)
+            subprocess.run([sys.executable, "-m", "omnigent.cli", "stop", "--nodes"],
+                           timeout=90)
         except subprocess.TimeoutExpired:
             print("the server did not stop in time; stopping the node anyway", flush=True)
-    pids = _descendants(_marked(node["mark"]))
+    pids = [p for p in _descendants(_marked(node["mark"])) if p != os.getpid()]
     stop_processes(pids)
     print(f"stopped {len(pids)} Ray processes started by omnigent", flush=True)
     return 0

@@ -264,11 +264,13 @@ def _wait_for_signal() -> None:
         pass
 
 
-def stop_server(settings: Settings) -> bool:
+def stop_server(settings: Settings, stop_nodes: bool = False) -> bool:
     """Stop the server on the connected cluster: runners first (state is kept), then the
-    Serve application and every actor of the server. False if none was running."""
+    Serve application and every actor of the server (and, with `stop_nodes`, the other
+    machines' nodes that `omnigent ray-start` started). False if none was running."""
     import ray
     from ray import serve
+    from ray.util import list_named_actors
 
     control = _get_actor("control", settings.namespace)
     if control is None:
@@ -277,6 +279,16 @@ def stop_server(settings: Settings) -> bool:
         ray.get(control.shutdown.remote(), timeout=30)
     except Exception:  # noqa: BLE001 - stopping regardless
         pass
+    if stop_nodes:
+        own = f"node_{ray.get_runtime_context().get_node_id()}"
+        for entry in list_named_actors(all_namespaces=True):
+            if entry["namespace"] == settings.namespace and \
+                    entry["name"].startswith("node_") and entry["name"] != own:
+                handle = _get_actor(entry["name"], settings.namespace)
+                try:
+                    ray.get(handle.stop_node.remote(), timeout=10)
+                except Exception:  # noqa: BLE001 - a node already gone needs no stop
+                    pass
     try:
         serve.delete(settings.namespace)
     except Exception:  # noqa: BLE001
@@ -286,7 +298,7 @@ def stop_server(settings: Settings) -> bool:
     return True
 
 
-def stop(address: str | None) -> int:
+def stop(address: str | None, stop_nodes: bool = False) -> int:
     """`omnigent stop`: an embedded server is sent SIGTERM; one on a cluster is stopped
     through Ray."""
     state = state_dir()
@@ -302,7 +314,7 @@ def stop(address: str | None) -> int:
     settings = make_settings("127.0.0.1", 0)
     _init_ray(address or info.get("ray_address") or "auto", _recorded_node_ip(state, "x"),
               settings.namespace)
-    stopped = stop_server(settings)
+    stopped = stop_server(settings, stop_nodes)
     ray.shutdown()
     print("server stopped" if stopped else "no server of this state dir runs on the cluster",
           flush=True)

@@ -14,9 +14,10 @@ def test_cluster_yaml_passes_rays_validation():
     validate_config(prepared)  # raises jsonschema.ValidationError when invalid
     assert prepared["provider"]["type"] == "local"
     head = " ".join(prepared["head_start_ray_commands"])
-    assert "omnigent serve --address=auto" in head and "ray start --head" in head
+    assert "omnigent serve --address=auto" in head
+    assert "omnigent ray-start" in head and "-- --head" in head
     workers = " ".join(prepared["worker_start_ray_commands"])
-    assert "ray start --address=$RAY_HEAD_IP:6379" in workers
+    assert "omnigent ray-start" in workers and "--address=$RAY_HEAD_IP:6379" in workers
     everything = " ".join(str(c) for key in ("head_start_ray_commands",
                                              "worker_start_ray_commands", "setup_commands")
                           for c in prepared[key])
