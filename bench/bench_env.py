@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_hosts import (fix_token, kill_group, log, start_reference,  # noqa: E402
                          summary, wait_http)
-from tests.procs import Daemon, RayNode, Server, base_env, free_port  # noqa: E402
+from tests.procs import RayNode, Server, base_env, free_port  # noqa: E402
 
 NODE_IP = "127.0.0.41"
 CHUNK = 25
@@ -159,7 +159,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
     tmp = tempfile.mkdtemp(prefix="omni-bench-env-")
-    server = node = daemon = baseline = ref_server = ref_host = None
+    server = node = baseline = ref_server = ref_host = None
     clients: list[httpx.Client] = []
     result: dict = {"n": args.n, "n_search": args.n_search}
     try:
@@ -174,8 +174,8 @@ def main() -> int:
         server = Server(home=os.path.join(tmp, "server")).start()
         fix_token(server)
         node = RayNode(server, NODE_IP, node_home).wait_started()
-        daemon = Daemon(server, server.token, NODE_IP, node_home)
-        host_id = daemon.wait_registered()
+        with server.client(server.token) as c:
+            host_id = node.wait_host(c)
         ours = server.client(server.token)
         clients.append(ours)
         r = ours.post("/v1/sessions", json={"title": "bench", "agent": {"name": "bench"},
@@ -296,8 +296,6 @@ def main() -> int:
         kill_group(ref_host, "reference host")
         kill_group(ref_server, "reference server")
         kill_group(baseline, "baseline")
-        if daemon:
-            daemon.stop()
         if node:
             node.kill()
         if server:

@@ -8,7 +8,7 @@ the servers interleaved in chunks so background noise hits them alike):
   (a) GET /v1/hosts
   (b) GET /v1/hosts/{id}/filesystem/<dir>?limit=100 of a directory holding exactly 100
       entries (60 files, 40 directories) under the HOME of a Ray node on 127.0.0.11.
-      Ours browses a host whose daemon runs on that non-head node, so the listing runs in
+      Ours browses a host joined on that non-head node, so the listing runs in
       a HostActor there; the baseline lists it in-process; the reference's host daemon
       lists it (same machine).
 Diagnostics for ours (to see where the time goes): /healthz (the floor of our replica's
@@ -20,7 +20,7 @@ Cold start (ours): from launching `omnigent serve` to the first 200 of GET /heal
 Idle memory: RSS (and PSS, which does not count shared pages twice) summed over a
 process tree: the server process, its process group, and every descendant (the embedded
 Ray head's GCS, raylet, agents and the raylet's workers: Serve controller, the API
-replica, the ControlActor, the head's HostActor). The worker node and the host daemon
+replica, the ControlActor, the head's HostActor). The worker node
 are reported on their own lines.
 
 Every process started here is stopped in `finally` (by process group / pid); never
@@ -48,7 +48,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.procs import Daemon, RayNode, Server, base_env, free_port  # noqa: E402
+from tests.procs import RayNode, Server, base_env, free_port  # noqa: E402
 
 REF_BIN = Path(os.path.expanduser("~")) / ".cache/omnigent-ref/venv/bin/omnigent"
 NODE_IP = "127.0.0.11"
@@ -311,7 +311,7 @@ def main() -> int:
         tmp_dirs.append(d)
         return d
 
-    server = node = daemon = None
+    server = node = None
     baseline = ref_server = ref_host = None
     clients: list[httpx.Client] = []
     result: dict = {"n": args.n, "warmup": WARMUP, "node_ip": NODE_IP}
@@ -338,9 +338,8 @@ def main() -> int:
 
         node = RayNode(server, NODE_IP, node_home)
         node.wait_started()
-        daemon = Daemon(server, server.token, NODE_IP, node_home)
-        host_id = daemon.wait_registered()
         ours = server.client(server.token)
+        host_id = node.wait_host(ours)
         clients.append(ours)
         hosts = ours.get("/v1/hosts").json()["hosts"]
         local_host = next(h["id"] for h in hosts if h["id"] != host_id)
@@ -434,7 +433,6 @@ def main() -> int:
         time.sleep(5)
         mem_start = {"ours_head": memory([server.proc.popen.pid]),
                      "ours_worker_node": memory([node.proc.popen.pid]),
-                     "ours_daemon": memory([daemon.proc.popen.pid]),
                      "uvicorn": memory([baseline.pid])}
         if ref:
             mem_start["reference"] = memory([ref_server.pid, ref_host.pid])
@@ -464,7 +462,7 @@ def main() -> int:
                     if r.status_code != 200:
                         raise RuntimeError(f"{t} {url}: {r.status_code} {r.text[:300]}")
         mine = {p.pid for x in (server.proc.popen.pid, node.proc.popen.pid,
-                                daemon.proc.popen.pid, baseline.pid,
+                                baseline.pid,
                                 *([ref_server.pid, ref_host.pid] if ref else []))
                 for p in proc_tree(x)} | {os.getpid()}
 
@@ -496,7 +494,6 @@ def main() -> int:
         time.sleep(5)
         mem_load = {"ours_head": memory([server.proc.popen.pid]),
                     "ours_worker_node": memory([node.proc.popen.pid]),
-                    "ours_daemon": memory([daemon.proc.popen.pid]),
                     "uvicorn": memory([baseline.pid])}
         if ref:
             mem_load["reference"] = memory([ref_server.pid, ref_host.pid])
@@ -543,8 +540,7 @@ def main() -> int:
                      f"PSS in {m['ours_head']['processes']} procs",
                      f"ours worker node {m['ours_worker_node']['rss_mib']:.0f} RSS / "
                      f"{m['ours_worker_node']['pss_mib']:.0f} PSS "
-                     f"({m['ours_worker_node']['processes']} procs)",
-                     f"ours daemon {m['ours_daemon']['rss_mib']:.0f} RSS"]
+                     f"({m['ours_worker_node']['processes']} procs)"]
             if "reference" in m:
                 parts.append(f"reference (server + host) {m['reference']['rss_mib']:.0f} RSS / "
                              f"{m['reference']['pss_mib']:.0f} PSS "
@@ -575,11 +571,8 @@ def main() -> int:
         kill_group(baseline, "baseline")
         # Ray workers call setsid, so they are not in our groups: remember every process
         # of our trees now, and make sure none outlives the stop.
-        ours_procs = [p for x in (server and server.proc, node and node.proc,
-                                  daemon and daemon.proc) if x
+        ours_procs = [p for x in (server and server.proc, node and node.proc) if x
                       for p in proc_tree(x.popen.pid)]
-        if daemon:
-            daemon.stop()
         if node:
             node.kill()
         if server and server.proc:

@@ -77,7 +77,7 @@ from bench_hosts import (
     summary,
 )
 
-from tests.procs import Daemon, RayNode, Server
+from tests.procs import RayNode, Server
 
 NODE_IP = "127.0.0.41"
 CHUNK = 100
@@ -453,7 +453,7 @@ def main() -> int:
 
     tmp = tempfile.mkdtemp(prefix="omni-bench-term-")
     os.chmod(tmp, 0o755)
-    server = node = daemon = ref_server = ref_host = None
+    server = node = ref_server = ref_host = None
     local = local_bulk = None
     clients: list[httpx.Client] = []
     homes: list[str] = []
@@ -477,8 +477,8 @@ def main() -> int:
         homes.append(server.home)
         fix_token(server)
         node = RayNode(server, NODE_IP, node_home).wait_started()
-        daemon = Daemon(server, server.token, NODE_IP, node_home)
-        host_id = daemon.wait_registered()
+        with server.client(server.token) as c:
+            host_id = node.wait_host(c)
         ours = server.client(server.token)
         clients.append(ours)
         r = ours.post("/v1/sessions", json={"title": "bench", "agent": AGENT,
@@ -589,11 +589,8 @@ def main() -> int:
                     pass
         kill_group(ref_host, "reference host")
         kill_group(ref_server, "reference server")
-        ours_procs = [p for x in (server and server.proc, node and node.proc,
-                                  daemon and daemon.proc) if x
+        ours_procs = [p for x in (server and server.proc, node and node.proc) if x
                       for p in proc_tree(x.popen.pid)]
-        if daemon:
-            daemon.stop()
         if node:
             node.kill()
         if server and server.proc:

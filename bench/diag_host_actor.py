@@ -3,7 +3,7 @@ Ray driver (no HTTP, no FastAPI), beside the same listing done in-process.
 
     .venv/bin/python bench/diag_host_actor.py [--n 300]
 
-Starts our server, a node on 127.0.0.11 and a daemon there (tests.procs), then joins the
+Starts our server and a node joined on 127.0.0.11 (tests.procs), then joins the
 cluster as a driver on the head's IP and times, sequentially with warm-up:
   - hostfs.list_directory in this process (the work alone),
   - ready() (a trivial call) and list_directory() on the head host's and the node host's
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_hosts import fix_token, make_dir, proc_tree  # noqa: E402
-from tests.procs import Daemon, RayNode, Server  # noqa: E402
+from tests.procs import RayNode, Server  # noqa: E402
 
 
 def p50_p99(fn, n: int, warm: int = 30) -> str:
@@ -48,19 +48,19 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=300)
     args = ap.parse_args()
     dirs = [tempfile.mkdtemp(prefix="omni-diag-node-"), tempfile.mkdtemp(prefix="omni-diag-srv-")]
-    server = node = daemon = None
+    server = node = None
     procs = []
     try:
         path = make_dir(dirs[0])
         server = Server(home=dirs[1]).start()
         fix_token(server)
         node = RayNode(server, "127.0.0.11", dirs[0]).wait_started()
-        daemon = Daemon(server, server.token, "127.0.0.11", dirs[0])
-        node_host = daemon.wait_registered()
+        with server.client(server.token) as c:
+            node_host = node.wait_host(c)
         with server.client(server.token) as c:
             head_host = next(h["id"] for h in c.get("/v1/hosts").json()["hosts"]
                              if h["id"] != node_host)
-        procs = [p for x in (server.proc, node.proc, daemon.proc) for p in proc_tree(x.popen.pid)]
+        procs = [p for x in (server.proc, node.proc) for p in proc_tree(x.popen.pid)]
 
         if server.ray_token:
             os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=server.ray_token)
@@ -107,8 +107,6 @@ def main() -> int:
             print(f"  {label:<58} {v}")
         return 0
     finally:
-        if daemon:
-            daemon.stop()
         if node:
             node.kill()
         if server and server.proc:

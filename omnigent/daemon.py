@@ -56,7 +56,6 @@ class HostDaemon:
     def run(self) -> None:
         """Join and stay joined until `stop()`; refusals that retrying cannot fix raise."""
         delay = 1.0
-        announced = False
         while not self._stop.is_set():
             try:
                 cluster = self._cluster()
@@ -69,19 +68,33 @@ class HostDaemon:
             owner = cluster["join_key"].rpartition(".")[0]
             self.host_id = host_id_for(owner, machine_id())
             self._node = self._start_node(cluster)
-            if self._wait_online(timeout=60) and not announced:
-                announced = True
+            if self._wait_online(timeout=60):
+                delay = 1.0
                 log.info("registered as host %s of %s", self.host_id, owner)
                 print(f"registered as host {self.host_id}", flush=True)
-            while self._node.poll() is None and not self._stop.wait(0.5):
-                pass
+            self._watch(cluster["ray_address"])
             if self._stop.is_set():
                 break
-            log.warning("this machine's Ray node exited (%s); joining again in %.0fs",
-                        self._node.returncode, delay)
+            log.warning("this machine's Ray node left the cluster (%s); joining again in "
+                        "%.0fs", self._node.returncode, delay)
+            self._stop_node()
             self._stop.wait(delay)
             delay = min(delay * 2, 30)
         self._stop_node()
+
+    def _watch(self, ray_address: str) -> None:
+        """Until the node exits, or the server moved to another cluster (it restarted:
+        this node's raylet would only notice after a minute without its GCS)."""
+        checked = time.monotonic()
+        while self._node.poll() is None and not self._stop.wait(0.5):
+            if time.monotonic() - checked < 3:
+                continue
+            checked = time.monotonic()
+            try:
+                if self._cluster()["ray_address"] != ray_address:
+                    return
+            except (httpx.HTTPError, RegistrationRefused, KeyError, ValueError):
+                pass  # the server is restarting: keep the node until we know
 
     def _start_node(self, cluster: dict) -> subprocess.Popen:
         argv = [_ray_bin(), "start", f"--address={cluster['ray_address']}", "--block",

@@ -17,7 +17,10 @@ from tests.procs import BIN, Proc, RayHead, Server, base_env, make_home
 HEAD_IP = "127.0.0.30"
 
 
-def _serve(server: Server, head: RayHead, **env: str) -> Proc:
+def _serve(server: Server, head: RayHead, version: str = "v1", **env: str) -> Proc:
+    # The code version is pinned: "another version" must not depend on edits of the
+    # checkout while the test runs.
+    env["OMNIGENT_CODE_VERSION"] = version
     return Proc([str(BIN / "omnigent"), "serve", "--address", head.address, "--port",
                  str(server.port), "--node-ip-address", HEAD_IP],
                 base_env(server.home, RAY_AUTH_TOKEN_PATH=str(head.token_file), **env),
@@ -69,7 +72,7 @@ def test_detached_server_adopt_upgrade_stop():
         poller = threading.Thread(target=poll)
         poller.start()
         try:
-            upgrade = _serve(server, head, OMNIGENT_CODE_VERSION="next")
+            upgrade = _serve(server, head, version="v2")
             upgrade.wait_for(r"omnigent server upgraded", 240)
             assert upgrade.popen.wait(60) == 0
             time.sleep(2)

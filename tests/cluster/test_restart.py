@@ -115,3 +115,41 @@ def test_idle_session_actors_are_let_go_and_come_back_on_use():
             assert not pid_alive(runner["pid"])
     finally:
         server.stop()
+
+
+def _raylets_at(ip: str) -> int:
+    count = 0
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"/raylet") and f"--node_ip_address={ip}".encode() in argv:
+            count += 1
+    return count
+
+
+def test_omnigent_host_rejoins_after_the_server_restarts():
+    """The head restarts (a new Ray cluster): `omnigent host` notices, stops its stale
+    node and joins the new cluster, as the same host, with one node for its address."""
+    from tests.procs import HostCommand
+
+    server = Server().start()
+    cmd = None
+    try:
+        cmd = HostCommand(server, server.token, "127.0.0.22", make_home("rejoiner"))
+        host_id = cmd.wait_registered()
+        server.stop()
+        server = Server(server.home, server.port).start()
+        deadline = time.monotonic() + 90
+        while sum("registered as host" in x for x in cmd.proc.lines) < 2:
+            assert time.monotonic() < deadline, "\n".join(cmd.proc.lines[-20:])
+            time.sleep(0.2)
+        with server.client(server.token) as alice:
+            assert alice.get(f"/v1/hosts/{host_id}").json()["status"] == "online"
+        assert _raylets_at("127.0.0.22") == 1
+    finally:
+        if cmd:
+            cmd.stop()
+        server.stop()
+    assert _raylets_at("127.0.0.22") == 0

@@ -39,13 +39,14 @@ COPIED_ENV = ("XDG_CONFIG_DIRS", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_B
               "http_proxy", "https_proxy", "no_proxy")
 
 # `ray down` runs a bare `ray stop`, which stops every Ray process on the box (other
-# clusters included). This shim stops only this machine's processes and otherwise runs the
-# next `ray` on PATH (the venv's real one).
+# clusters included). This shim runs the next `ray` on PATH (the venv's real one), except
+# that `ray stop` only sees this machine's processes (see _ray_stop_here).
 RAY_SHIM = """#!/bin/sh
-if [ "$1" = stop ]; then exec {python} {module} stop-home "$HOME"; fi
 IFS=:
 for d in $PATH; do
-    [ "$d" != "$HOME/bin" ] && [ -x "$d/ray" ] && exec "$d/ray" "$@"
+    [ "$d" != "$HOME/bin" ] && [ -x "$d/ray" ] || continue
+    [ "$1" = stop ] && shift && exec "$d/python" {module} ray-stop "$@"
+    exec "$d/ray" "$@"
 done
 echo "ray: command not found" >&2; exit 127
 """
@@ -120,19 +121,25 @@ def procs_with_home(homes) -> list[tuple[int, str]]:
     return [(pid, _cmdline(pid)) for pid in _pids() if _proc_home(pid) in homes]
 
 
-def stop_home(home: str) -> None:
-    """The shim's `ray stop`: TERM, then KILL, this HOME's processes (never our callers)."""
-    mine, pid = set(), os.getpid()
-    while pid > 1:
-        mine.add(pid)
-        pid = _ppid(pid)
-    victims = lambda: [p for p, _ in procs_with_home([home]) if p not in mine]  # noqa: E731
-    _kill(victims(), signal.SIGTERM)
-    deadline = time.time() + 10
-    while victims() and time.time() < deadline:
-        time.sleep(0.2)
-    _kill(victims())
-    print(f"Stopped all Ray processes of HOME={home}.")
+def _ray_stop_here(args: list[str]) -> None:
+    """Ray's own `ray stop` (order: raylet, the rest, gcs_server; TERM, KILL after a grace
+    period: killing all at once deadlocks them), blind to other HOMEs. Runs in the venv."""
+    import psutil
+    from ray.scripts.scripts import main
+
+    home, iter_all = os.environ["HOME"], psutil.process_iter
+
+    def process_iter(*a, **kw):
+        for p in iter_all(*a, **kw):
+            try:
+                if p.environ().get("HOME") == home:
+                    yield p
+            except psutil.Error:
+                pass
+
+    psutil.process_iter = process_iter
+    sys.argv = ["ray", "stop", *args]
+    main()
 
 
 class LoopbackMachines:
@@ -188,8 +195,7 @@ class LoopbackMachines:
         (home / "bin").mkdir(parents=True)
         (home / "tmp").mkdir()
         shim = home / "bin" / "ray"
-        shim.write_text(RAY_SHIM.format(python=shlex.quote(sys._base_executable),
-                                        module=shlex.quote(os.path.abspath(__file__))))
+        shim.write_text(RAY_SHIM.format(module=shlex.quote(os.path.abspath(__file__))))
         shim.chmod(0o755)
         env = {k: v for k, v in os.environ.items()
                if (k.startswith("PIP_") or k in COPIED_ENV) and k != "PIP_CACHE_DIR"}
@@ -310,5 +316,5 @@ class LoopbackMachines:
                       f"{h(self.cluster_name)}", ignore_errors=True)
 
 
-if __name__ == "__main__" and sys.argv[1:2] == ["stop-home"]:
-    stop_home(sys.argv[2])
+if __name__ == "__main__" and sys.argv[1:2] == ["ray-stop"]:
+    _ray_stop_here(sys.argv[2:])
