@@ -63,7 +63,7 @@ class HostDaemon:
                 log.warning("server %s unreachable (%s); retrying in %.0fs",
                             self.server_url, exc, delay)
                 self._stop.wait(delay)
-                delay = min(delay * 2, 30)
+                delay = min(delay * 2, 5)
                 continue
             owner = cluster["join_key"].rpartition(".")[0]
             self.host_id = host_id_for(owner, machine_id())
@@ -79,7 +79,7 @@ class HostDaemon:
                         "%.0fs", self._node.returncode, delay)
             self._stop_node()
             self._stop.wait(delay)
-            delay = min(delay * 2, 30)
+            delay = min(delay * 2, 5)
         self._stop_node()
 
     def _watch(self, ray_address: str) -> None:
