@@ -5,6 +5,7 @@ knows Ray's exception types.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -26,19 +27,19 @@ async def call(
     ref: "ray.ObjectRef",
     *,
     timeout: float | None,
-    unreachable: OmnigentError,
-    timeout_error: OmnigentError | None = None,
+    unreachable: Callable[[], OmnigentError],
+    timeout_error: Callable[[], OmnigentError] = UpstreamTimeout,
 ) -> Any:
-    """Await `ref`; a dead or unreachable actor raises `unreachable`, a missed deadline
-    `timeout_error` (504 by default), an OmnigentError raised remotely is re-raised as is.
-    """
+    """Await `ref`; a dead or unreachable actor raises `unreachable()`, a missed deadline
+    `timeout_error()` (504 by default), an OmnigentError raised remotely is re-raised as
+    is. The errors are made here, a fresh instance per failure."""
     try:
         async with asyncio.timeout(timeout):  # no extra task, unlike asyncio.wait_for
             return await ref
     except (asyncio.TimeoutError, rex.GetTimeoutError):
-        raise timeout_error or UpstreamTimeout("the host did not answer in time") from None
+        raise timeout_error() from None
     except UNREACHABLE:
-        raise unreachable from None
+        raise unreachable() from None
     except rex.RayTaskError as exc:
         cause = unwrap(exc)
         if cause is exc:

@@ -29,12 +29,14 @@ from omnigent.domain.ownership import owned_host
 from omnigent.domain.pagination import list_envelope, paginate_by_key
 from omnigent.errors import (
     AlreadyBound,
+    FileNotFound,
     HostOffline,
     InvalidRequest,
-    NotFound,
     OmnigentError,
     RunnerNotBound,
+    RunnerNotFound,
     RunnerUnavailable,
+    SessionNotFound,
 )
 from omnigent.ids import new_id, new_token
 from omnigent.store import Store
@@ -176,7 +178,7 @@ class ControlActor:
         node becomes a host if it may be one (else the actor goes)."""
         actor = await self._host_actor(node_id)
         about = (await call(actor.ready.remote(), timeout=60,
-                            unreachable=HostOffline("the node died while enrolling")))["about"]
+                            unreachable=lambda: HostOffline("the node died while enrolling")))["about"]
         if node_id == self.node_id:
             owner: str | None = self.settings.admin_user
         else:
@@ -195,7 +197,7 @@ class ControlActor:
         host_id = host_id_for(owner, about["machine_id"])
         host = await self._db(self.store.upsert_host, owner, about["machine_id"], host_id, fields)
         await call(actor.adopt.remote(host["id"], owner), timeout=30,
-                   unreachable=HostOffline("the node died while enrolling"))
+                   unreachable=lambda: HostOffline("the node died while enrolling"))
         self.hosts[host["id"]] = host
         if node_id in self.alive_nodes:
             self.ready_hosts.add(host["id"])
@@ -290,7 +292,7 @@ class ControlActor:
     def _owned_session(self, user: str, session_id: str) -> dict:
         session = self.store.get_session(session_id)
         if session is None or session["owner"] != user:
-            raise NotFound(f"session not found: {session_id}", code="session_not_found")
+            raise SessionNotFound(f"session not found: {session_id}")
         return session
 
     @staticmethod
@@ -319,14 +321,14 @@ class ControlActor:
             if entry is not None:
                 ray.kill(entry[0])
         elif session is not None:
-            raise NotFound(f"session not found: {session_id}", code="session_not_found")
+            raise SessionNotFound(f"session not found: {session_id}")
         return {"id": session_id, "object": "session.deleted", "deleted": True}
 
     async def session_terminals(self, session_id: str) -> dict:
         """The terminals the session's agent spec declares (asked by its runner)."""
         session = self.store.get_session(session_id)
         if session is None:
-            raise NotFound(f"session not found: {session_id}", code="session_not_found")
+            raise SessionNotFound(f"session not found: {session_id}")
         return (session.get("agent") or {}).get("terminals") or {}
 
     async def terminal_routes(self, user: str, session_id: str) -> dict:
@@ -379,7 +381,7 @@ class ControlActor:
         self._owned_session(user, session_id)
         meta = self.store.get_file(file_id)
         if meta is None or meta["session_id"] != session_id:
-            raise NotFound(f"file not found: {file_id}", code="file_not_found")
+            raise FileNotFound(f"file not found: {file_id}")
         return meta
 
     async def list_files(self, user: str, session_id: str, limit: int, after: str | None,
@@ -405,7 +407,7 @@ class ControlActor:
         """The bytes of a session's file, streamed to a runner on another node."""
         meta = self.store.get_file(file_id)
         if meta is None or meta["session_id"] != session_id:
-            raise NotFound(f"file not found: {file_id}", code="file_not_found")
+            raise FileNotFound(f"file not found: {file_id}")
         with open(self._file_path(session_id, file_id), "rb") as f:
             while data := await asyncio.to_thread(f.read, chunk):
                 yield data
@@ -464,7 +466,7 @@ class ControlActor:
     async def get_runner(self, user: str, runner_id: str) -> dict:
         runner = self.store.get_runner(runner_id)
         if runner is None or runner["owner"] != user:
-            raise NotFound(f"runner not found: {runner_id}", code="runner_not_found")
+            raise RunnerNotFound(f"runner not found: {runner_id}")
         return {k: runner[k] for k in ("runner_id", "session_id", "host_id", "status",
                                        "started_at", "node_id", "pid", "cwd")}
 

@@ -18,8 +18,8 @@ from actors import options
 from actors.host_data import host_data_server
 from omnigent import hostfs, worktrees
 from omnigent.domain.host_paths import expand_home, normalize_host_path
-from omnigent.machine import describe_machine
 from omnigent.errors import InvalidWorkspace, LaunchFailed, OmnigentError, UpstreamTimeout
+from omnigent.machine import describe_machine
 
 # Fault injection for tests: a failure after the worktree exists cannot be produced for
 # real on a healthy machine, so a node started with this variable set fails that step.

@@ -23,9 +23,16 @@ from starlette.responses import Response
 from omnigent.api import errors as http_errors
 from omnigent.domain.pagination import list_envelope, paginate_by_key
 from omnigent.env import fsops, search, shell
-from omnigent.env.terminals import CLOSE_GONE, MAX_TERMINALS, Client, Terminals
 from omnigent.env.paths import resolve
-from omnigent.errors import InvalidRequest, NotFound, RunnerUnavailable
+from omnigent.env.terminals import CLOSE_GONE, MAX_TERMINALS, Client, Terminals
+from omnigent.errors import (
+    EnvironmentNotFound,
+    InvalidContent,
+    NotFound,
+    PathNotFound,
+    ResourceNotFound,
+    RunnerUnavailable,
+)
 from omnigent.models import EditFile, ShellCommand, TerminalCreate, TerminalTransfer, WriteFile
 
 if TYPE_CHECKING:
@@ -53,8 +60,7 @@ def runner_app(runner: "RunnerActor"):
 
     def env_root(environment_id: str) -> str:
         if environment_id != "default":
-            raise NotFound(f"environment not found: {environment_id}",
-                           code="environment_not_found")
+            raise EnvironmentNotFound(f"environment not found: {environment_id}")
         return runner.root
 
     # generic ----------------------------------------------------------------------
@@ -97,7 +103,7 @@ def runner_app(runner: "RunnerActor"):
             try:
                 data = base64.b64decode(body.content, validate=True)
             except (binascii.Error, ValueError):
-                raise InvalidRequest("content is not valid base64", code="invalid_content")
+                raise InvalidContent("content is not valid base64")
         else:
             data = body.content.encode()
         return _json(fsops.write_file(root, path, data))
@@ -144,7 +150,7 @@ def runner_app(runner: "RunnerActor"):
         root = env_root(environment_id)
         norm, real = resolve(root, path)
         if norm and not os.path.isdir(real):
-            raise NotFound(f"no such directory: {norm}", code="path_not_found")
+            raise PathNotFound(f"no such directory: {norm}")
         return _json(await asyncio.to_thread(
             search.search, root, q, include=include, exclude=exclude, limit=limit, under=norm))
 
@@ -219,7 +225,7 @@ def runner_app(runner: "RunnerActor"):
         for res in runner.resources():
             if res["id"] == resource_id:
                 return _json(res)
-        raise NotFound(f"resource not found: {resource_id}", code="resource_not_found")
+        raise ResourceNotFound(f"resource not found: {resource_id}")
 
     app.include_router(r)
     return _RefuseWhenStopped(app, runner)

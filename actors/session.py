@@ -42,8 +42,8 @@ class SessionActor:
                 host.launch_runner.remote(runner_id, self.session_id, workspace, git,
                                           binding_token),
                 timeout=self.settings.launch_timeout_s,
-                unreachable=HostOffline("the host went offline during the launch"),
-                timeout_error=UpstreamTimeout("the host did not start the runner in time"),
+                unreachable=lambda: HostOffline("the host went offline during the launch"),
+                timeout_error=lambda: UpstreamTimeout("the host did not start the runner in time"),
             )
         except BaseException as exc:
             if host is not None and isinstance(exc, (UpstreamTimeout, HostOffline)):
@@ -59,6 +59,6 @@ class SessionActor:
             return
         try:
             await call(runner.stop.remote(), timeout=self.settings.host_call_timeout_s,
-                       unreachable=HostOffline("runner unreachable"))
+                       unreachable=lambda: HostOffline("runner unreachable"))
         except Exception:
             ray.kill(runner)  # unreachable or stuck: make sure it is gone

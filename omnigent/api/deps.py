@@ -16,11 +16,17 @@ import ray
 from fastapi import Request
 
 from actors.calls import call, get_named
-from omnigent.api.hostlink import OFFLINE, HostLink, HostUnreachable
+from omnigent.api.hostlink import HostLink, HostUnreachable
 from omnigent.api.runnerlink import RunnerLink, RunnerLinkDown
 from omnigent.config import Settings
 from omnigent.domain.ownership import owned_host
-from omnigent.errors import HostOffline, RunnerUnavailable, Unauthenticated, UpstreamTimeout
+from omnigent.errors import (
+    ControlUnavailable,
+    HostOffline,
+    RunnerUnavailable,
+    Unauthenticated,
+    UpstreamTimeout,
+)
 
 log = logging.getLogger(__name__)
 IDEMPOTENT = ("GET", "HEAD", "PUT", "DELETE")  # safe to send again on a fresh link
@@ -113,7 +119,7 @@ class AppState:
             node_id = self.host_nodes.get(host_id)
             if link is None or link[0] != node_id:
                 host = self.online_host_actor(host_id)
-                path = await call(host.data_path.remote(), timeout=timeout, unreachable=OFFLINE)
+                path = await call(host.data_path.remote(), timeout=timeout, unreachable=HostOffline)
                 link = self._links[host_id] = (node_id, HostLink(path["url"], path["key"]))
             try:
                 return await link[1].list_directory(self.http, timeout, **query)
@@ -121,8 +127,8 @@ class AppState:
                 self._links.pop(host_id, None)
                 self._host_handles.pop(host_id, None)
                 if attempt == 2 or self.hosts.get(host_id, {}).get("status") != "online":
-                    raise OFFLINE from None
-        raise OFFLINE
+                    raise HostOffline() from None
+        raise HostOffline()
 
 
     # runners ----------------------------------------------------------------------
@@ -133,13 +139,14 @@ class AppState:
         if cached is not None and cached[0] == user and not fresh:
             return cached[1]
         timeout = self.settings.host_call_timeout_s
-        unavailable = RunnerUnavailable("the control plane is unavailable")
         bound = await call(self.control.session_runner.remote(user, session_id),
-                           timeout=timeout, unreachable=unavailable)
-        gone = RunnerUnavailable("the session's runner is gone")
+                           timeout=timeout, unreachable=ControlUnavailable)
+        def gone() -> RunnerUnavailable:
+            return RunnerUnavailable("the session's runner is gone")
+
         handle = get_named(bound["runner_id"], self.settings.namespace)
         if handle is None:
-            raise gone
+            raise gone()
         path = await call(handle.data_path.remote(), timeout=timeout, unreachable=gone,
                           timeout_error=gone)
         link = RunnerLink(bound["runner_id"], bound["host_id"], path["url"], path["key"])
@@ -153,10 +160,12 @@ class AppState:
         cached = self._links_by_runner.get(runner_id)
         if cached is not None:
             return cached
-        gone = RunnerUnavailable("the terminal's runner is gone")
+        def gone() -> RunnerUnavailable:
+            return RunnerUnavailable("the terminal's runner is gone")
+
         handle = get_named(runner_id, self.settings.namespace)
         if handle is None:
-            raise gone
+            raise gone()
         path = await call(handle.data_path.remote(), timeout=self.settings.host_call_timeout_s,
                           unreachable=gone, timeout_error=gone)
         link = self._links_by_runner[runner_id] = RunnerLink(runner_id, host_id, path["url"],

@@ -11,7 +11,7 @@ import aiohttp
 
 from actors.dataserver import KEY_HEADER
 from omnigent import errors
-from omnigent.errors import HostOffline, OmnigentError, UpstreamTimeout
+from omnigent.errors import OmnigentError, UpstreamTimeout
 
 
 class HostUnreachable(Exception):
@@ -52,4 +52,3 @@ def _host_error(body: bytes) -> OmnigentError:
     return cls(data["message"], data["code"])
 
 
-OFFLINE = HostOffline("the host is offline")

@@ -20,7 +20,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from omnigent.domain.files import content_type_for, safe_filename
-from omnigent.errors import InvalidRequest, PayloadTooLarge
+from omnigent.errors import InvalidUpload, PayloadTooLarge
 
 FIELD = "file"
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file's bytes
@@ -114,8 +114,7 @@ class _FilePart:
 def _boundary(request: Request) -> bytes:
     kind, options = parse_options_header(request.headers.get("content-type", ""))
     if kind != b"multipart/form-data" or not options.get(b"boundary"):
-        raise InvalidRequest("the upload must be multipart/form-data with a 'file' part",
-                             code="invalid_upload")
+        raise InvalidUpload("the upload must be multipart/form-data with a 'file' part")
     return options[b"boundary"]
 
 
@@ -137,9 +136,9 @@ async def receive(request: Request, staging_dir: str, cap: int) -> Staged:
         except ClientDisconnect:
             raise Incomplete() from None
         except MultipartParseError as exc:
-            raise InvalidRequest(f"malformed multipart body: {exc}", code="invalid_upload") from None
+            raise InvalidUpload(f"malformed multipart body: {exc}") from None
         if part.fd is None or not part.done:
-            raise InvalidRequest("the upload has no complete 'file' part", code="invalid_upload")
+            raise InvalidUpload("the upload has no complete 'file' part")
         await asyncio.to_thread(os.fsync, part.fd)
     except BaseException:
         if part.fd is not None:

@@ -43,7 +43,7 @@ from watchdog.observers.inotify_c import InotifyFD
 
 from omnigent.env.fsops import READ_CAP, decode_text
 from omnigent.env.paths import clean, resolve
-from omnigent.errors import NotFound
+from omnigent.errors import NotChanged
 
 log = logging.getLogger(__name__)
 
@@ -450,14 +450,14 @@ class ChangeTracker:
     def diff(self, rel: str | None) -> dict:
         norm = clean(rel)
         if not norm:
-            raise NotFound("the environment root is not a file", code="not_changed")
+            raise NotChanged("the environment root is not a file")
         resolve(self.root, norm)  # containment: raises InvalidPath
         self._settle()
         with self._lock:
             known = norm in self._base or norm in self._dirty
         status, st = self._status(norm) if known and self.tracked(norm) else (None, None)
         if status is None:
-            raise NotFound(f"not changed in this session: {norm}", code="not_changed")
+            raise NotChanged(f"not changed in this session: {norm}")
         base = self._base.get(norm)
         before = after = None
         truncated = False

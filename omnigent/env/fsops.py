@@ -18,7 +18,20 @@ import uuid
 
 from omnigent.domain.pagination import LIMIT_MAX, LIMIT_MIN, list_envelope, page_of_keys
 from omnigent.env.paths import inside, resolve
-from omnigent.errors import Conflict, HostIOError, InvalidPath, InvalidRequest, NotFound
+from omnigent.errors import (
+    AmbiguousMatch,
+    DirectoryNotEmpty,
+    HostIOError,
+    InvalidEdit,
+    InvalidPath,
+    InvalidRequest,
+    IsADirectory,
+    NotADirectory,
+    NotAFile,
+    NotText,
+    PathNotFound,
+    TextNotFound,
+)
 
 READ_CAP = 1024 * 1024  # bytes of content a read returns inline; the rest is `truncated`
 ENTRY = "session.environment.filesystem.entry"
@@ -68,7 +81,7 @@ def get(root: str, rel: str | None, *, limit: int = 20, after: str | None = None
     try:
         is_dir = stat.S_ISDIR(os.stat(real).st_mode)
     except (FileNotFoundError, NotADirectoryError):
-        raise NotFound(f"no such file or directory: {norm or '.'}", code="path_not_found") from None
+        raise PathNotFound(f"no such file or directory: {norm or '.'}") from None
     except OSError as exc:
         raise _os_error(exc, norm or ".") from None
     if is_dir:
@@ -138,12 +151,12 @@ class _open_regular:
         try:
             fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
-            raise NotFound(f"no such file: {norm}", code="path_not_found") from None
+            raise PathNotFound(f"no such file: {norm}") from None
         except OSError as exc:
             raise _os_error(exc, norm) from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
-            raise InvalidRequest(f"not a regular file: {norm}", code="not_a_file")
+            raise NotAFile(f"not a regular file: {norm}")
         self.file = os.fdopen(fd, "rb")
 
     def __enter__(self):
@@ -162,7 +175,7 @@ def write_file(root: str, rel: str | None, data: bytes) -> dict:
     try:
         os.makedirs(parent, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise Conflict(f"a parent of {norm} is not a directory", code="not_a_directory") from None
+        raise NotADirectory(f"a parent of {norm} is not a directory") from None
     except OSError as exc:
         raise HostIOError(f"cannot create the parents of {norm}: {exc.strerror}") from None
     if not inside(root, os.path.realpath(parent)):  # a parent swapped for a symlink meanwhile
@@ -182,7 +195,7 @@ def atomic_write(real: str, data: bytes, norm: str) -> None:
     except OSError as exc:
         raise _os_error(exc, norm) from None
     if st is not None and stat.S_ISDIR(st.st_mode):
-        raise InvalidRequest(f"is a directory: {norm}", code="is_a_directory")
+        raise IsADirectory(f"is a directory: {norm}")
     mode = stat.S_IMODE(st.st_mode) if st is not None else None
     tmp = os.path.join(os.path.dirname(real), f".{os.path.basename(real)}.{uuid.uuid4().hex[:12]}.tmp")
     try:
@@ -220,19 +233,18 @@ def _unlink_quietly(path: str) -> None:
 def edit_file(root: str, rel: str | None, old_text: str, new_text: str) -> dict:
     """Replace exactly one occurrence of `old_text`; otherwise change nothing."""
     if not old_text:
-        raise InvalidRequest("old_text must not be empty", code="invalid_edit")
+        raise InvalidEdit("old_text must not be empty")
     norm, real = resolve(root, rel)
     with _open_regular(norm, real) as f:
         data = f.read()
     text = decode_text(data)
     if text is None:
-        raise InvalidRequest(f"not a UTF-8 text file: {norm}", code="not_text")
+        raise NotText(f"not a UTF-8 text file: {norm}")
     first = text.find(old_text)
     if first < 0:
-        raise NotFound(f"old_text not found in {norm}", code="text_not_found")
+        raise TextNotFound(f"old_text not found in {norm}")
     if text.find(old_text, first + 1) >= 0:  # overlapping occurrences count too
-        raise Conflict(f"old_text occurs more than once in {norm}; make it unique",
-                       code="ambiguous_match")
+        raise AmbiguousMatch(f"old_text occurs more than once in {norm}; make it unique")
     new = text.replace(old_text, new_text, 1).encode()
     atomic_write(real, new, norm)
     return {"object": "session.environment.filesystem.edit_result", "operation": "edited",
@@ -244,14 +256,14 @@ def delete_path(root: str, rel: str | None, recursive: bool = False) -> dict:
     """Delete a file, a symlink (itself, not its target) or a directory."""
     norm, _ = resolve(root, rel)
     if not norm:
-        raise InvalidPath("cannot delete the environment root", code="invalid_path")
+        raise InvalidPath("cannot delete the environment root")
     parent_rel, _, name = norm.rpartition("/")
     _, parent = resolve(root, parent_rel)
     path = os.path.join(parent, name)
     try:
         st = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
-        raise NotFound(f"no such file or directory: {norm}", code="path_not_found") from None
+        raise PathNotFound(f"no such file or directory: {norm}") from None
     except OSError as exc:
         raise _os_error(exc, norm) from None
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
@@ -271,8 +283,7 @@ def delete_path(root: str, rel: str | None, recursive: bool = False) -> dict:
                 os.rmdir(path)
         except OSError as exc:
             if not recursive and exc.errno in (39, 66):  # ENOTEMPTY
-                raise Conflict(f"directory not empty: {norm} (use recursive=true)",
-                               code="directory_not_empty") from None
+                raise DirectoryNotEmpty(f"directory not empty: {norm} (use recursive=true)") from None
             raise HostIOError(f"cannot delete {norm}: {exc.strerror}") from None
     return {"object": "session.environment.filesystem.delete_result", "operation": "deleted",
             "path": norm, "deleted": True, "type": kind, "bytes_deleted": size,

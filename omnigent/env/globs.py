@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 
-from omnigent.errors import InvalidRequest
+from omnigent.errors import InvalidGlob, InvalidRequest
 
 MAX_PATTERNS = 100
 MAX_PATTERN_LENGTH = 1000
@@ -42,7 +42,7 @@ def split_globs(value: str | None) -> list[str]:
 
 
 def _invalid(message: str) -> InvalidRequest:
-    return InvalidRequest(message, code="invalid_glob")
+    return InvalidGlob(message)
 
 
 def _char_class(seg: str, i: int) -> tuple[str | None, int]:

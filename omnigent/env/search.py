@@ -22,7 +22,7 @@ from operator import itemgetter
 
 from omnigent.domain.pagination import list_envelope
 from omnigent.env.globs import GlobSet, split_globs
-from omnigent.errors import InvalidRequest
+from omnigent.errors import InvalidQuery, InvalidRequest
 
 SCAN_BUDGET = 200_000  # entries looked at before giving up -> truncated
 
@@ -58,7 +58,7 @@ def search(
     (validated by the caller; "" is the root). Paths in the answer are relative to `root`.
     """
     if not q or not q.strip():
-        raise InvalidRequest("q must not be blank", code="invalid_query")
+        raise InvalidQuery("q must not be blank")
     if limit < 1:
         raise InvalidRequest("limit must be at least 1")
     incl = GlobSet(split_globs(include))

@@ -22,7 +22,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from omnigent.errors import Conflict, InvalidRequest, NotFound
+from omnigent.errors import (
+    InvalidSessionKey,
+    TerminalExists,
+    TerminalNotDeclared,
+    TerminalNotFound,
+    TooManyTerminals,
+)
 
 SCROLLBACK = 1024 * 1024      # bytes of recent output replayed to a new client
 CLIENT_BUDGET = 4 * 1024 * 1024  # unsent bytes a client may fall behind before it is dropped
@@ -98,18 +104,16 @@ class Terminals:
         sid = session_id or self.session_id
         spec = self.declared.get(name)
         if spec is None:
-            raise InvalidRequest(f"terminal {name!r} is not declared in the agent spec",
-                                 code="terminal_not_declared")
+            raise TerminalNotDeclared(f"terminal {name!r} is not declared in the agent spec")
         if not _KEY.match(session_key):
-            raise InvalidRequest("session_key must be 1-64 letters, digits, '_', '-' or '.'",
-                                 code="invalid_session_key")
+            raise InvalidSessionKey("session_key must be 1-64 letters, digits, '_', '-' or '.'")
         tid = terminal_id(name, session_key)
         found = self._live.get((sid, tid))
         if found is not None:
             return found.resource(), False
         if len(self._live) >= self.max_terminals:
-            raise Conflict(f"this session already runs {self.max_terminals} terminals; "
-                           "close one first", code="too_many_terminals")
+            raise TooManyTerminals(f"this session already runs {self.max_terminals} terminals; "
+                           "close one first")
         term = self._spawn(tid, name, session_key, sid, spec)
         self._live[(sid, tid)] = term
         asyncio.get_running_loop().add_reader(term.fd, self._on_output, term)
@@ -194,7 +198,7 @@ class Terminals:
     def get_live(self, tid: str, session_id: str | None = None) -> Terminal:
         term = self._live.get((session_id or self.session_id, tid))
         if term is None:
-            raise NotFound(f"terminal not found: {tid}", code="terminal_not_found")
+            raise TerminalNotFound(f"terminal not found: {tid}")
         return term
 
     def list(self, session_id: str | None = None) -> list[dict]:
@@ -249,7 +253,7 @@ class Terminals:
         remembers where, when the target session has a runner of its own elsewhere)."""
         term = self.get_live(tid, source)
         if (target, tid) in self._live:
-            raise Conflict(f"session {target} already has {tid}", code="terminal_exists")
+            raise TerminalExists(f"session {target} already has {tid}")
         del self._live[(source, tid)]
         term.session_id = target
         self._live[(target, tid)] = term

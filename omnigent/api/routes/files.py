@@ -11,8 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.datastructures import Headers
-from starlette.responses import (FileResponse, MalformedRangeHeader, RangeNotSatisfiable,
-                                 Response)
+from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
 
 from actors.calls import call
 from omnigent.api import uploads
@@ -20,16 +19,15 @@ from omnigent.api.deps import AppState, current_user, state
 from omnigent.api.errors import error_body
 from omnigent.api.responses import Json
 from omnigent.domain.files import content_disposition
-from omnigent.errors import InvalidRequest, NotFound, Unavailable
+from omnigent.errors import ControlUnavailable, FileNotFound, UploadIncomplete
 
 router = APIRouter(prefix="/v1/sessions/{session_id}/resources/files")
 User = Annotated[str, Depends(current_user)]
 State = Annotated[AppState, Depends(state)]
-UNAVAILABLE = Unavailable("the control plane is unavailable")
 
 
 async def _control(ref, timeout: float = 30.0):
-    return await call(ref, timeout=timeout, unreachable=UNAVAILABLE)
+    return await call(ref, timeout=timeout, unreachable=ControlUnavailable)
 
 
 @router.get("")
@@ -48,8 +46,7 @@ async def upload(session_id: str, request: Request, user: User, st: State):
         staged = await uploads.receive(request, os.path.join(st.settings.files_dir, ".incoming"),
                                        st.settings.file_cap_bytes)
     except uploads.Incomplete:  # nobody is listening any more; the body says why anyway
-        raise InvalidRequest("the upload ended before it was complete",
-                             code="upload_incomplete") from None
+        raise UploadIncomplete("the upload ended before it was complete") from None
     resource = await _control(st.control.add_file.remote(
         user, session_id, staged.path, staged.meta()))
     return Json(resource, status_code=201)
@@ -72,7 +69,7 @@ async def download(session_id: str, file_id: str, request: Request, user: User, 
     if _matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     if not os.path.exists(found["path"]):
-        raise NotFound(f"file not found: {file_id}", code="file_not_found")
+        raise FileNotFound(f"file not found: {file_id}")
     return _Download(found["path"], size=meta["bytes"], media_type=meta["content_type"],
                      headers=headers)
 

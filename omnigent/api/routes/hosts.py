@@ -59,5 +59,5 @@ async def launch_runner(host_id: str, body: LaunchRunner, user: User, st: State)
     return Json(await call(
         st.control.launch_runner.remote(user, host_id, body.session_id, body.workspace, git),
         timeout=st.settings.launch_timeout_s + 10,
-        unreachable=HostOffline("the control plane is restarting"),
+        unreachable=lambda: HostOffline("the control plane is restarting"),
     ))

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from actors.calls import call
 from omnigent.api.deps import AppState, current_user, state
 from omnigent.api.responses import Json
-from omnigent.errors import InvalidRequest, PayloadTooLarge, Unavailable
+from omnigent.errors import ControlUnavailable, InvalidRequest, PayloadTooLarge
 
 router = APIRouter(prefix="/v1/sessions/{session_id}/resources")
 User = Annotated[str, Depends(current_user)]
@@ -44,7 +44,7 @@ async def list_resources(session_id: str, request: Request, user: User, st: Stat
     if type not in (None, "file"):
         return Json(_envelope(body))
     files = await call(st.control.list_files.remote(user, session_id, 1000, None, None, "asc"),
-                       timeout=30, unreachable=Unavailable("the control plane is unavailable"))
+                       timeout=30, unreachable=ControlUnavailable)
     body["data"] = [r for r in body["data"] if r["type"] != "file"] + files["data"]
     body["has_more"] = bool(body.get("has_more")) or files["has_more"]
     return Json(_envelope(body))
@@ -61,7 +61,7 @@ async def get_resource(session_id: str, resource_id: str, request: Request, user
                        st: State):
     if resource_id.startswith("file_"):  # files live on the server, runner or not
         found = await call(st.control.get_file.remote(user, session_id, resource_id),
-                           timeout=30, unreachable=Unavailable("the control plane is unavailable"))
+                           timeout=30, unreachable=ControlUnavailable)
         return Json(found["resource"])
     return await forward(session_id, "/" + resource_id, request, user, st)
 

@@ -9,23 +9,22 @@ from fastapi import APIRouter, Depends, Query
 from actors.calls import call
 from omnigent.api.deps import AppState, current_user, state
 from omnigent.api.responses import Json
-from omnigent.errors import InvalidRequest, Unavailable
+from omnigent.errors import ControlUnavailable, WorkspaceRequired
 from omnigent.models import SessionCreate
 
 router = APIRouter(prefix="/v1")
 User = Annotated[str, Depends(current_user)]
 State = Annotated[AppState, Depends(state)]
-UNAVAILABLE = Unavailable("the control plane is unavailable")
 
 
 async def _control(st: AppState, ref, timeout: float = 10.0, status: int = 200) -> Json:
-    return Json(await call(ref, timeout=timeout, unreachable=UNAVAILABLE), status_code=status)
+    return Json(await call(ref, timeout=timeout, unreachable=ControlUnavailable), status_code=status)
 
 
 @router.post("/sessions", status_code=201)
 async def create_session(body: SessionCreate, user: User, st: State):
     if body.host_id and not body.workspace:
-        raise InvalidRequest("workspace is required with host_id", code="workspace_required")
+        raise WorkspaceRequired("workspace is required with host_id")
     data = body.model_dump(exclude_none=True)
     if body.git:
         data["git"] = body.git.model_dump()

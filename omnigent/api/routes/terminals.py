@@ -26,8 +26,15 @@ from omnigent.api.deps import AppState, bearer, current_user, state
 from omnigent.api.responses import Json
 from omnigent.api.runnerlink import RunnerLink
 from omnigent.domain.pagination import list_envelope, paginate_by_key
-from omnigent.errors import (Conflict, NotFound, OmnigentError, RunnerNotBound,
-                             RunnerUnavailable, Unauthenticated, Unavailable)
+from omnigent.errors import (
+    ControlUnavailable,
+    NotFound,
+    OmnigentError,
+    RunnerNotBound,
+    RunnerUnavailable,
+    TerminalExists,
+    Unauthenticated,
+)
 from omnigent.models import TerminalTransfer
 
 router = APIRouter()
@@ -35,7 +42,6 @@ AUTH_WAIT_S = 10
 PREFIX = "/v1/sessions/{session_id}/resources/terminals"
 User = Annotated[str, Depends(current_user)]
 State = Annotated[AppState, Depends(state)]
-UNAVAILABLE = Unavailable("the control plane is unavailable")
 
 
 # Where a terminal is: a session's terminals run on its own runner, except those another
@@ -43,7 +49,7 @@ UNAVAILABLE = Unavailable("the control plane is unavailable")
 # ControlActor remembers those. Requests for them carry the session they are made for.
 async def _routes(st: AppState, user: str, session_id: str) -> dict:
     return await call(st.control.terminal_routes.remote(user, session_id), timeout=10,
-                      unreachable=UNAVAILABLE)
+                      unreachable=ControlUnavailable)
 
 
 async def _locate(st: AppState, user: str, session_id: str, terminal_id: str
@@ -122,7 +128,7 @@ async def close_terminal(session_id: str, terminal_id: str, user: User, st: Stat
                                   headers=headers)
     if headers and answer[0] in (200, 404):
         await call(st.control.forget_terminal.remote(session_id, terminal_id), timeout=10,
-                   unreachable=UNAVAILABLE)
+                   unreachable=ControlUnavailable)
     return _reply(*answer)
 
 
@@ -133,21 +139,20 @@ async def transfer_terminal(session_id: str, terminal_id: str, body: TerminalTra
     target_routes = await _routes(st, user, target)  # 404 for unknown / another user's
     link, headers = await _locate(st, user, session_id, terminal_id)
     if target == session_id or terminal_id in target_routes["moved_in"]:
-        raise Conflict(f"session {target} already has {terminal_id}", code="terminal_exists")
+        raise TerminalExists(f"session {target} already has {terminal_id}")
     if target_routes["own"] is not None:
         own = await st.runner_link(user, target)
         if own.runner_id != link.runner_id:
             status, _, _ = await st.forward_via(own, "GET", f"/resources/terminals/{terminal_id}")
             if status == 200:
-                raise Conflict(f"session {target} already has {terminal_id}",
-                               code="terminal_exists")
+                raise TerminalExists(f"session {target} already has {terminal_id}")
     answer = await st.forward_via(link, "POST", f"/resources/terminals/{terminal_id}/transfer",
                                   body=body.model_dump_json().encode(),
                                   content_type="application/json", headers=headers)
     if answer[0] == 200:
         await call(st.control.terminal_moved.remote(session_id, target, terminal_id,
                                                     link.runner_id),
-                   timeout=10, unreachable=UNAVAILABLE)
+                   timeout=10, unreachable=ControlUnavailable)
     return _reply(*answer)
 
 
