@@ -16,7 +16,7 @@ import threading
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-KEY_HEADER = "x-omnigent-key"
+from omnigent.wire import CLOSE_FORBIDDEN, KEY_HEADER
 
 
 class KeyedServer:
@@ -64,7 +64,7 @@ class _RequireKey:
             given = dict(scope["headers"]).get(KEY_HEADER.encode(), b"")
             if not hmac.compare_digest(given, self.key):
                 if scope["type"] == "websocket":
-                    await send({"type": "websocket.close", "code": 4403})
+                    await send({"type": "websocket.close", "code": CLOSE_FORBIDDEN})
                     return
                 await send({"type": "http.response.start", "status": 403, "headers": []})
                 await send({"type": "http.response.body", "body": b""})

@@ -18,12 +18,15 @@ import time
 
 import ray
 
+from actors.calls import unwrap
 from actors.dataserver import KeyedServer
 from actors.runner_data import runner_app
 from omnigent.env.changes import ChangeTracker
+from omnigent.env.terminals import MAX_TERMINALS, Terminals
 from omnigent.machine import owner_environment
 
 RECONCILE_ENV = "OMNIGENT_RECONCILE_S"
+MAX_TERMINALS_ENV = "OMNIGENT_MAX_TERMINALS"  # live terminals per runner, on the host
 
 
 def runner_state_dir(namespace: str, runner_id: str = "") -> str:
@@ -51,7 +54,7 @@ class RunnerActor:
         self.started_at = int(time.time())
         self.stopped = False
         self._stopped = asyncio.Event()
-        self.terminals = None  # omnigent.env.terminals.Terminals, made on the data path's loop
+        self._terminals: Terminals | None = None  # made on the data path's loop
         self._declared: dict | None = None
         self.tracker = ChangeTracker(
             self.root, runner_state_dir(ray.get_runtime_context().namespace, runner_id),
@@ -89,9 +92,20 @@ class RunnerActor:
 
     def resources(self) -> list[dict]:
         found = [self.environment()]
-        if self.terminals is not None:
-            found += self.terminals.list()
+        if self._terminals is not None:
+            found += self._terminals.list()
         return found
+
+    async def terminals(self) -> Terminals:
+        """The session's terminals (made on first use, on the data path's event loop)."""
+        if self._terminals is None:
+            declared = await asyncio.to_thread(self.declared_terminals)
+            if self._terminals is None:
+                self._terminals = Terminals(
+                    self.root, self.session_id, declared,
+                    max_terminals=int(os.environ.get(MAX_TERMINALS_ENV, MAX_TERMINALS)),
+                    env=self.child_env)
+        return self._terminals
 
     def declared_terminals(self) -> dict:
         """The agent spec's terminals (asked once; blocking, from a worker thread)."""
@@ -121,10 +135,10 @@ class RunnerActor:
                     size += len(data)
                     out.write(data)
             os.replace(partial, target)
-        except BaseException:
+        except BaseException as exc:
             if os.path.exists(partial):
                 os.unlink(partial)
-            raise
+            raise unwrap(exc) from None  # the server's NotFound comes back wrapped by Ray
         return {"file_id": file_id, "path": target, "bytes": size, "sha256": digest.hexdigest()}
 
     # lifecycle -------------------------------------------------------------------------
@@ -139,8 +153,8 @@ class RunnerActor:
         self.stopped = True
         self._stopped.set()
         self.tracker.close()
-        if self.terminals is not None and self._data.loop is not None:
-            self._data.loop.call_soon_threadsafe(self.terminals.close_all)
+        if self._terminals is not None and self._data.loop is not None:
+            self._data.loop.call_soon_threadsafe(self._terminals.close_all)
         asyncio.get_running_loop().call_later(0.5, _exit)
 
 

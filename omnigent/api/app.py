@@ -5,30 +5,36 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 
 from omnigent import __version__
-from omnigent.api import errors
 from omnigent.api.auth import AuthMiddleware
+from omnigent.api.docs import install_openapi
+from omnigent.api.responses import Json
 from omnigent.api.routes import files, hosts, resources, sessions, terminals
+from omnigent.http_errors import install_error_handlers
+from omnigent.models import ClusterInfo
+from omnigent.models.common import error_responses
 
 
 def create_app() -> FastAPI:
     app = FastAPI(title="omnigent-on-ray", version=__version__)
-    errors.install(app)
+    install_error_handlers(app)
     app.add_middleware(AuthMiddleware)
     app.include_router(hosts.router)
     app.include_router(sessions.router)
     app.include_router(files.router)  # before the catch-all of `resources`
     app.include_router(terminals.router)
     app.include_router(resources.router)
+    install_openapi(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:
         return {"ok": True}
 
-    @app.get("/v1/cluster")
-    async def cluster(request: Request) -> dict:
+    @app.get("/v1/cluster", response_model=ClusterInfo, tags=["cluster"],
+             responses=error_responses(503))
+    async def cluster(request: Request):
         """What a machine needs to join this server's Ray cluster as the caller's host:
         the Ray address and the caller's join key (`omnigent host` uses it)."""
-        return await request.app.state.omnigent.control.cluster_info.remote(
-            request.state.user)
+        return Json(await request.app.state.omnigent.control.cluster_info.remote(
+            request.state.user))
 
     return app

@@ -4,9 +4,7 @@
 
 from __future__ import annotations
 
-import json
-
-from omnigent.api.errors import error_body
+from omnigent import wire
 from omnigent.errors import Unauthenticated
 
 
@@ -26,12 +24,7 @@ class AuthMiddleware:
         try:
             user = await scope["app"].state.omnigent.user_for_token(token)
         except Unauthenticated as exc:
-            body = json.dumps(error_body(exc.code, exc.message)).encode()
-            await send({"type": "http.response.start", "status": 401, "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b"Bearer")]})
-            await send({"type": "http.response.body", "body": body})
+            await wire.send_error(send, exc, [(b"www-authenticate", b"Bearer")])
             return
         scope.setdefault("state", {})["user"] = user
         await self.app(scope, receive, send)

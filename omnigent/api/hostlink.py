@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from actors.dataserver import KEY_HEADER
 from omnigent import errors
 from omnigent.errors import OmnigentError, UpstreamTimeout
+from omnigent.wire import KEY_HEADER
 
 
 class HostUnreachable(Exception):

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from actors.dataserver import KEY_HEADER
-from actors.runner_data import GONE_HEADER
+from omnigent.wire import GONE_HEADER, KEY_HEADER
 
 
 class RunnerLinkDown(Exception):

@@ -1,11 +1,11 @@
-"""The contract's error body through a real FastAPI app (omnigent.api.errors.install)."""
+"""The contract's error body through a real FastAPI app (omnigent.http_errors.install_error_handlers)."""
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from omnigent import errors as e
-from omnigent.api.errors import install
+from omnigent.http_errors import install_error_handlers as install
 
 
 @pytest.fixture(scope="module")

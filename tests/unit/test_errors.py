@@ -5,7 +5,7 @@ import pickle
 import pytest
 
 from omnigent import errors as e
-from omnigent.api.errors import status_for
+from omnigent.wire import status_for
 
 CASES = [
     (e.InvalidRequest, 400, "invalid_request"),

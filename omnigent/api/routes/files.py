@@ -16,12 +16,24 @@ from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSati
 from actors.calls import call
 from omnigent.api import uploads
 from omnigent.api.deps import AppState, current_user, state
-from omnigent.api.errors import error_body
 from omnigent.api.responses import Json
 from omnigent.domain.files import content_disposition
 from omnigent.errors import ControlUnavailable, FileNotFound, UploadIncomplete
+from omnigent.models import ResourceDeleted, ResourceList, ResourcePublic
+from omnigent.models.common import error_responses
+from omnigent.wire import error_body
 
-router = APIRouter(prefix="/v1/sessions/{session_id}/resources/files")
+router = APIRouter(prefix="/v1/sessions/{session_id}/resources/files", tags=["files"])
+_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {
+    "schema": {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary",
+                 "description": "The file; its part's filename and content type are kept."}}}}}}}
+_CONTENT = {200: {"description": "The file's bytes, with its own Content-Type",
+                  "content": {"application/octet-stream": {
+                      "schema": {"type": "string", "format": "binary"}}}},
+            206: {"description": "The requested range of the bytes (`Range`)"},
+            304: {"description": "Not modified (`If-None-Match` matched the ETag)"},
+            **error_responses(404, 416, 503)}
 User = Annotated[str, Depends(current_user)]
 State = Annotated[AppState, Depends(state)]
 
@@ -30,7 +42,7 @@ async def _control(ref, timeout: float = 30.0):
     return await call(ref, timeout=timeout, unreachable=ControlUnavailable)
 
 
-@router.get("")
+@router.get("", response_model=ResourceList, responses=error_responses(400, 404, 422, 503))
 async def list_files(session_id: str, user: User, st: State,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 20,
                      after: str | None = None, before: str | None = None,
@@ -39,7 +51,8 @@ async def list_files(session_id: str, user: User, st: State,
         user, session_id, limit, after, before, order)))
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=ResourcePublic, openapi_extra=_UPLOAD_BODY,
+             responses=error_responses(400, 404, 413, 503))
 async def upload(session_id: str, request: Request, user: User, st: State):
     await _control(st.control.get_session.remote(user, session_id))  # 404 before any byte
     try:
@@ -52,13 +65,20 @@ async def upload(session_id: str, request: Request, user: User, st: State):
     return Json(resource, status_code=201)
 
 
-@router.get("/{file_id}")
+@router.get("/{file_id}", response_model=ResourcePublic, responses=error_responses(404, 503))
 async def get_file(session_id: str, file_id: str, user: User, st: State):
     found = await _control(st.control.get_file.remote(user, session_id, file_id))
     return Json(found["resource"])
 
 
-@router.api_route("/{file_id}/content", methods=["GET", "HEAD"])
+@router.head("/{file_id}/content", response_class=Response, responses=_CONTENT)
+async def download_head(session_id: str, file_id: str, request: Request, user: User,
+                        st: State):
+    """As GET, without the body."""
+    return await download(session_id, file_id, request, user, st)
+
+
+@router.get("/{file_id}/content", response_class=Response, responses=_CONTENT)
 async def download(session_id: str, file_id: str, request: Request, user: User, st: State):
     found = await _control(st.control.get_file.remote(user, session_id, file_id))
     meta = found["resource"]["metadata"]
@@ -74,7 +94,8 @@ async def download(session_id: str, file_id: str, request: Request, user: User, 
                      headers=headers)
 
 
-@router.delete("/{file_id}")
+@router.delete("/{file_id}", response_model=ResourceDeleted,
+               responses=error_responses(404, 503))
 async def delete_file(session_id: str, file_id: str, user: User, st: State):
     return Json(await _control(st.control.delete_file.remote(user, session_id, file_id)))
 

@@ -19,8 +19,11 @@ from actors.calls import call
 from omnigent.api.deps import AppState, current_user, state
 from omnigent.api.responses import Json
 from omnigent.errors import ControlUnavailable, InvalidRequest, PayloadTooLarge
+from omnigent.models import ResourceList, ResourcePublic
+from omnigent.models.common import error_responses
 
-router = APIRouter(prefix="/v1/sessions/{session_id}/resources")
+router = APIRouter(prefix="/v1/sessions/{session_id}/resources", tags=["resources"])
+_ERRORS = error_responses(400, 404, 409, 422, 503, 504)
 User = Annotated[str, Depends(current_user)]
 State = Annotated[AppState, Depends(state)]
 
@@ -29,7 +32,7 @@ SHELL_TIMEOUT_S = 3600 + 30
 DEFAULT_TIMEOUT_S = 60
 
 
-@router.get("")
+@router.get("", response_model=ResourceList, responses=_ERRORS)
 async def list_resources(session_id: str, request: Request, user: User, st: State,
                          type: Literal["environment", "terminal", "file"] | None = None):
     """The runner's inventory (it must be bound) with the session's files added."""
@@ -56,7 +59,7 @@ def _envelope(body: dict) -> dict:
     return body
 
 
-@router.get("/{resource_id}")
+@router.get("/{resource_id}", response_model=ResourcePublic, responses=_ERRORS)
 async def get_resource(session_id: str, resource_id: str, request: Request, user: User,
                        st: State):
     if resource_id.startswith("file_"):  # files live on the server, runner or not

@@ -20,8 +20,7 @@ from starlette.responses import Response
 from yarl import URL
 
 from actors.calls import call
-from actors.dataserver import KEY_HEADER
-from actors.runner_data import SESSION_HEADER
+from omnigent import wire
 from omnigent.api.deps import AppState, bearer, current_user, state
 from omnigent.api.responses import Json
 from omnigent.api.runnerlink import RunnerLink
@@ -33,13 +32,15 @@ from omnigent.errors import (
     RunnerNotBound,
     RunnerUnavailable,
     TerminalExists,
-    Unauthenticated,
 )
-from omnigent.models import TerminalTransfer
+from omnigent.models import ResourceDeleted, ResourceList, ResourcePublic, TerminalTransfer
+from omnigent.models.common import error_responses
+from omnigent.wire import KEY_HEADER, SESSION_HEADER
 
 router = APIRouter()
 AUTH_WAIT_S = 10
 PREFIX = "/v1/sessions/{session_id}/resources/terminals"
+_ERRORS = error_responses(400, 404, 409, 422, 503, 504)
 User = Annotated[str, Depends(current_user)]
 State = Annotated[AppState, Depends(state)]
 
@@ -88,7 +89,7 @@ async def moved_in_terminals(st: AppState, user: str, session_id: str) -> list[d
     return found
 
 
-@router.get(PREFIX)
+@router.get(PREFIX, response_model=ResourceList, tags=["terminals"], responses=_ERRORS)
 async def list_terminals(session_id: str, user: User, st: State,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 20,
                          after: str | None = None, before: str | None = None,
@@ -114,14 +115,16 @@ async def list_terminals(session_id: str, user: User, st: State,
     return Json(list_envelope(page.items, page.has_more))
 
 
-@router.get(PREFIX + "/{terminal_id}")
+@router.get(PREFIX + "/{terminal_id}", response_model=ResourcePublic, tags=["terminals"],
+            responses=_ERRORS)
 async def get_terminal(session_id: str, terminal_id: str, user: User, st: State):
     link, headers = await _locate(st, user, session_id, terminal_id)
     return _reply(*await st.forward_via(link, "GET", f"/resources/terminals/{terminal_id}",
                                         headers=headers))
 
 
-@router.delete(PREFIX + "/{terminal_id}")
+@router.delete(PREFIX + "/{terminal_id}", response_model=ResourceDeleted, tags=["terminals"],
+               responses=_ERRORS)
 async def close_terminal(session_id: str, terminal_id: str, user: User, st: State):
     link, headers = await _locate(st, user, session_id, terminal_id)
     answer = await st.forward_via(link, "DELETE", f"/resources/terminals/{terminal_id}",
@@ -132,7 +135,8 @@ async def close_terminal(session_id: str, terminal_id: str, user: User, st: Stat
     return _reply(*answer)
 
 
-@router.post(PREFIX + "/{terminal_id}/transfer")
+@router.post(PREFIX + "/{terminal_id}/transfer", response_model=ResourcePublic,
+             tags=["terminals"], responses=_ERRORS)
 async def transfer_terminal(session_id: str, terminal_id: str, body: TerminalTransfer,
                             user: User, st: State):
     target = body.target_session_id
@@ -163,14 +167,11 @@ async def attach(ws: WebSocket, session_id: str, terminal_id: str) -> None:
     try:
         user = await st.user_for_token(bearer(ws) or await _token_frame(ws))
         link, headers = await _locate(st, user, session_id, terminal_id)
-    except Unauthenticated:
-        await ws.close(code=4401, reason="not authenticated")
-        return
     except (NotFound, RunnerNotBound):
-        await ws.close(code=4404, reason="no such terminal")
+        await ws.close(code=wire.CLOSE_GONE, reason="no such terminal")
         return
     except OmnigentError as exc:
-        await ws.close(code=1011, reason=exc.message[:120])
+        await ws.close(code=wire.close_code_for(exc), reason=exc.message[:120])
         return
     except WebSocketDisconnect:
         return
@@ -180,7 +181,7 @@ async def attach(ws: WebSocket, session_id: str, terminal_id: str) -> None:
         upstream = await st.http.ws_connect(url, headers={KEY_HEADER: link.key, **headers},
                                             max_msg_size=0, autoping=True)
     except aiohttp.ClientError:
-        await ws.close(code=1011, reason="the session's runner is not reachable")
+        await ws.close(code=wire.CLOSE_UNAVAILABLE, reason="the session's runner is not reachable")
         return
     async with upstream:
         await _relay(ws, upstream)
@@ -218,7 +219,7 @@ async def _relay(ws: WebSocket, upstream: aiohttp.ClientWebSocketResponse) -> No
                 await ws.send_text(message.data)
             else:
                 break
-        return upstream.close_code or 1011
+        return upstream.close_code or wire.CLOSE_UNAVAILABLE
 
     up = asyncio.create_task(client_to_runner())
     down = asyncio.create_task(runner_to_client())
