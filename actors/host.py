@@ -109,7 +109,7 @@ class HostActor:
                 tree = worktrees.create(cwd, git["branch_name"], git.get("base_branch"))
             if os.environ.get(FAULT_ENV):
                 raise LaunchFailed("runner failed to start (fault injected by " + FAULT_ENV + ")")
-            from actors.remote import RemoteRunner
+            from actors.runner import RemoteRunner  # only where a runner is started
 
             runner = RemoteRunner.options(
                 **options.runner_options(self.namespace, runner_id, self.node_id)
@@ -152,3 +152,6 @@ class HostActor:
         if not os.path.isdir(path):
             raise InvalidWorkspace(f"workspace is not a directory on the host: {path}")
         return os.path.realpath(path)
+
+
+RemoteHost = ray.remote(HostActor)

@@ -1,13 +1,12 @@
-"""The plain actor classes turned into Ray actors, in one place."""
+"""Transitional: each actor module now defines its own Ray actor class (`RemoteX`
+beside `XActor`), so that imports run one way."""
 
 import ray
 
 from actors.control import ControlActor
-from actors.host import HostActor
-from actors.runner import RunnerActor
-from actors.session import SessionActor
+from actors.host import RemoteHost
+from actors.session import RemoteSession
 
 RemoteControl = ray.remote(ControlActor)
-RemoteSession = ray.remote(SessionActor)
-RemoteHost = ray.remote(HostActor)
-RemoteRunner = ray.remote(RunnerActor)
+
+__all__ = ["RemoteControl", "RemoteHost", "RemoteSession"]

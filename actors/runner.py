@@ -160,3 +160,6 @@ class RunnerActor:
 
 def _exit() -> None:
     ray.actor.exit_actor()
+
+
+RemoteRunner = ray.remote(RunnerActor)

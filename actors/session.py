@@ -62,3 +62,6 @@ class SessionActor:
                        unreachable=lambda: HostOffline("runner unreachable"))
         except Exception:
             ray.kill(runner)  # unreachable or stuck: make sure it is gone
+
+
+RemoteSession = ray.remote(SessionActor)

@@ -34,8 +34,6 @@ def list_directory(
 ) -> dict:
     if not LIMIT_MIN <= limit <= LIMIT_MAX:
         raise InvalidRequest(f"limit must be between {LIMIT_MIN} and {LIMIT_MAX}")
-    if after is not None and before is not None:
-        raise InvalidRequest("use either 'after' or 'before', not both")
     path = expand_home(normalize_host_path(raw_path), home)
     if path.startswith("~"):
         path = os.path.expanduser(path)  # ~user: the host's own user database

@@ -175,7 +175,7 @@ class AppState:
     async def forward_via(self, link: RunnerLink, method: str, raw_path: str, query: str = "",
                           body: bytes = b"", content_type: str | None = None,
                           headers: dict | None = None, timeout: float = 60
-                          ) -> tuple[int, bytes, str | None]:
+                          ) -> tuple[int, bytes, dict[str, str]]:
         """One request to a given runner (no retry: the caller looked the link up)."""
         try:
             return await self._forward(link, method, raw_path, query, body, content_type,
@@ -186,7 +186,7 @@ class AppState:
 
     async def forward_to_runner(self, user: str, session_id: str, method: str, raw_path: str,
                                 query: str, body: bytes, content_type: str | None,
-                                timeout: float) -> tuple[int, bytes, str | None]:
+                                timeout: float) -> tuple[int, bytes, dict[str, str]]:
         """Send a resource request to the session's runner; one retry on a fresh link
         when the runner surely never saw it, or the method is idempotent."""
         link = await self.runner_link(user, session_id)

@@ -11,6 +11,9 @@ from yarl import URL
 from omnigent.wire import GONE_HEADER, KEY_HEADER
 
 
+PASSED_ON = ("content-type", "allow")
+
+
 class RunnerLinkDown(Exception):
     """The runner did not take the request. `unsent`: it surely never saw it, so sending
     it again (to a fresh link) cannot run it twice."""
@@ -29,7 +32,9 @@ class RunnerLink:
 
     async def forward(self, http: aiohttp.ClientSession, method: str, raw_path: str,
                       query: str, body: bytes, content_type: str | None,
-                      extra_headers: dict | None = None) -> tuple[int, bytes, str | None]:
+                      extra_headers: dict | None = None) -> tuple[int, bytes, dict[str, str]]:
+        """The runner's status, body and the headers that matter to the client
+        (Content-Type; Allow on a 405)."""
         url = URL(f"{self.url}{raw_path}{'?' + query if query else ''}", encoded=True)
         headers = {KEY_HEADER: self.key, **(extra_headers or {})}
         if content_type:
@@ -41,7 +46,8 @@ class RunnerLink:
                     raise RunnerLinkDown(unsent=True)
                 if resp.status == 403 and not data:  # key refused: a new runner answers there
                     raise RunnerLinkDown(unsent=True)
-                return resp.status, data, resp.headers.get("content-type")
+                return resp.status, data, {k: resp.headers[k] for k in PASSED_ON
+                                           if k in resp.headers}
         except aiohttp.ClientConnectorError:
             raise RunnerLinkDown(unsent=True) from None
         except aiohttp.ClientError:

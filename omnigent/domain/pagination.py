@@ -31,7 +31,8 @@ def paginate_by_key(
     before: str | None = None,
     descending: bool = False,
 ) -> Page[T]:
-    """One page of `items` ordered by `key` (ascending unless `descending`).
+    """One page of `items` ordered by `key` (ascending unless `descending`); with both
+    cursors, of the items strictly between them.
 
     `after` gives the `limit` items that follow the cursor; `before` the `limit` items
     that directly precede it. `has_more` says whether items exist beyond the page in
@@ -39,18 +40,16 @@ def paginate_by_key(
     """
     if not LIMIT_MIN <= limit <= LIMIT_MAX:
         raise InvalidRequest(f"limit must be between {LIMIT_MIN} and {LIMIT_MAX}")
-    if after is not None and before is not None:
-        raise InvalidRequest("use either 'after' or 'before', not both")
     ordered: Sequence[T] = sorted(items, key=key, reverse=descending)
 
     def comes_after(k: str, cursor: str) -> bool:
         return k < cursor if descending else k > cursor
 
-    if before is not None:
-        preceding = [it for it in ordered if comes_after(before, key(it))]
-        return Page(preceding[-limit:], len(preceding) > limit)
     if after is not None:
         ordered = [it for it in ordered if comes_after(key(it), after)]
+    if before is not None:  # with `after` too: the items strictly between the two
+        preceding = [it for it in ordered if comes_after(before, key(it))]
+        return Page(preceding[-limit:], len(preceding) > limit)
     return Page(list(ordered[:limit]), len(ordered) > limit)
 
 
@@ -70,10 +69,10 @@ def page_of_keys(
     def beyond(key: str, cursor: str) -> bool:  # strictly after `cursor` in this order
         return key < cursor if descending else key > cursor
 
-    if before is not None:
-        keys = [k for k in keys if beyond(before, k)][::-1]
-    elif after is not None:
+    if after is not None:
         keys = [k for k in keys if beyond(k, after)]
+    if before is not None:  # with `after` too: the keys strictly between the two
+        keys = [k for k in keys if beyond(before, k)][::-1]
     items: list[dict] = []
     for key in keys:
         item = build(key)

@@ -94,8 +94,6 @@ def list_dir(root: str, norm: str, real: str, *, limit: int, after: str | None,
     """One page of a directory, sorted by name; only the page's entries are stat-ed."""
     if not LIMIT_MIN <= limit <= LIMIT_MAX:
         raise InvalidRequest(f"limit must be between {LIMIT_MIN} and {LIMIT_MAX}")
-    if after is not None and before is not None:
-        raise InvalidRequest("use either 'after' or 'before', not both")
     try:
         names = os.listdir(real)
     except PermissionError:

@@ -129,8 +129,11 @@ def test_list_cursor_is_keyset_and_survives_deletion(ten, root):
     assert paths(get(root, "", limit=2, order="asc", after="f55")) == ["f6", "f7"]
 
 
-@pytest.mark.parametrize("kw", [{"limit": 0}, {"limit": 1001},
-                                {"after": "f1", "before": "f3"}])
+def test_list_between_two_cursors(ten, root):
+    assert paths(get(root, "", order="asc", after="f1", before="f4")) == ["f2", "f3"]
+
+
+@pytest.mark.parametrize("kw", [{"limit": 0}, {"limit": 1001}])
 def test_list_bad_parameters(ten, root, kw):
     with pytest.raises(InvalidRequest):
         get(root, "", **kw)

@@ -36,9 +36,9 @@ DEFAULT_TIMEOUT_S = 60
 async def list_resources(session_id: str, request: Request, user: User, st: State,
                          type: Literal["environment", "terminal", "file"] | None = None):
     """The runner's inventory (it must be bound) with the session's files added."""
-    status, data, content_type = await _forward(session_id, "", request, user, st)
+    status, data, headers = await _forward(session_id, "", request, user, st)
     if status != 200:
-        return Response(data, status, media_type=content_type)
+        return Response(data, status, headers=headers)
     body = json.loads(data)
     if type in (None, "terminal"):  # terminals other sessions handed to this one
         from omnigent.api.routes.terminals import moved_in_terminals
@@ -72,17 +72,16 @@ async def get_resource(session_id: str, resource_id: str, request: Request, user
 @router.api_route("{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                   include_in_schema=False)
 async def forward(session_id: str, rest: str, request: Request, user: User, st: State):
-    status, data, content_type = await _forward(session_id, rest, request, user, st)
-    return Response(data, status, media_type=content_type)
+    status, data, headers = await _forward(session_id, rest, request, user, st)
+    return Response(data, status, headers=headers)
 
 
 async def _forward(session_id: str, rest: str, request: Request, user: str, st: AppState):
     body = await _read_body(request)
     timeout = SHELL_TIMEOUT_S if rest.endswith("/shell") else DEFAULT_TIMEOUT_S
-    status, data, content_type = await st.forward_to_runner(
+    return await st.forward_to_runner(
         user, session_id, request.method, _raw_suffix(request, rest), request.url.query,
         body, request.headers.get("content-type"), timeout)
-    return status, data, content_type
 
 
 def _raw_suffix(request: Request, rest: str) -> str:

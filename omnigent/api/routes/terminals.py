@@ -71,8 +71,8 @@ def _no_runner(reason: str | None) -> OmnigentError:
     return RunnerUnavailable("the session's runner is not available")
 
 
-def _reply(status: int, data: bytes, content_type: str | None) -> Response:
-    return Response(data, status, media_type=content_type)
+def _reply(status: int, data: bytes, headers: dict[str, str]) -> Response:
+    return Response(data, status, headers=headers)
 
 
 async def moved_in_terminals(st: AppState, user: str, session_id: str) -> list[dict]:
