@@ -33,6 +33,7 @@ class InProcessRunner:
         self.root = os.path.realpath(root)
         self.session_id = "bench"
         self.stopped = False
+        self.child_env = dict(os.environ)
         self.tracker = ChangeTracker(self.root, STATE)
         self.tracker.start()
 
@@ -43,6 +44,12 @@ class InProcessRunner:
 
     def resources(self) -> list[dict]:
         return [self.environment()]
+
+    def fetch_file(self, file_id: str) -> dict:
+        raise NotImplementedError("no uploaded files in the baseline")
+
+    async def terminals(self):
+        raise NotImplementedError("no terminals in the baseline")
 
 
 class BearerCheck:

@@ -20,6 +20,8 @@ chunks so background noise hits them alike:
   edit      PATCH .../filesystem/edit.txt   (alternately alpha->omega, omega->alpha)
   shell     POST .../shell {"command": "true"}
   changes   GET  .../changes  (a few changed files)
+  resources GET  /v1/sessions/{id}/resources  (the generic inventory: the runner's
+            resources, plus the session's files and moved-in terminals for ours)
   changes1k GET  .../changes  after one shell command created 1,000 files (the first
             call, which finds them, is timed on its own; later ones are answered from
             the tracker's cache until the next filesystem event)
@@ -121,6 +123,7 @@ def operations(base: str) -> list[tuple[str, str, str, dict | None]]:
         ("edit", "PATCH", f"{e}/filesystem/edit.txt", None),  # body alternates
         ("shell", "POST", f"{e}/shell", {"command": "true"}),
         ("changes", "GET", f"{e}/changes", None),
+        ("resources", "GET", f"{base}/resources", None),
     ]
 
 
@@ -229,7 +232,7 @@ def main() -> int:
         log("listings and reads agree")
 
         # -- quick operations ----------------------------------------------------------------
-        quick = ["list", "read", "write", "edit", "shell", "changes"]
+        quick = ["list", "read", "write", "edit", "shell", "changes", "resources"]
         warm: dict = {op: {} for op in quick}
         measure(live, quick, 20, warm)
         samples: dict = {op: {} for op in quick}

@@ -8,6 +8,7 @@ finds the runner, and passes bytes both ways.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated, Literal
 from urllib.parse import quote
@@ -35,21 +36,33 @@ DEFAULT_TIMEOUT_S = 60
 @router.get("", response_model=ResourceList, responses=_ERRORS)
 async def list_resources(session_id: str, request: Request, user: User, st: State,
                          type: Literal["environment", "terminal", "file"] | None = None):
-    """The runner's inventory (it must be bound) with the session's files added."""
-    status, data, headers = await _forward(session_id, "", request, user, st)
+    """The runner's inventory (it must be bound) with the session's files and the
+    terminals other sessions handed to this one added. The three are asked at once."""
+    from omnigent.api.routes.terminals import moved_in_terminals
+
+    async def nothing() -> None:
+        return None
+
+    runner, moved, files = await asyncio.gather(
+        _forward(session_id, "", request, user, st),
+        moved_in_terminals(st, user, session_id) if type in (None, "terminal") else nothing(),
+        call(st.control.list_files.remote(user, session_id, 1000, None, None, "asc"),
+             timeout=30, unreachable=ControlUnavailable) if type in (None, "file")
+        else nothing(),
+        return_exceptions=True)
+    if isinstance(runner, BaseException):
+        raise runner
+    status, data, headers = runner
     if status != 200:
         return Response(data, status, headers=headers)
+    for answer in (moved, files):
+        if isinstance(answer, BaseException):
+            raise answer
     body = json.loads(data)
-    if type in (None, "terminal"):  # terminals other sessions handed to this one
-        from omnigent.api.routes.terminals import moved_in_terminals
-
-        body["data"] += await moved_in_terminals(st, user, session_id)
-    if type not in (None, "file"):
-        return Json(_envelope(body))
-    files = await call(st.control.list_files.remote(user, session_id, 1000, None, None, "asc"),
-                       timeout=30, unreachable=ControlUnavailable)
-    body["data"] = [r for r in body["data"] if r["type"] != "file"] + files["data"]
-    body["has_more"] = bool(body.get("has_more")) or files["has_more"]
+    body["data"] += moved or []
+    if files is not None:
+        body["data"] = [r for r in body["data"] if r["type"] != "file"] + files["data"]
+        body["has_more"] = bool(body.get("has_more")) or files["has_more"]
     return Json(_envelope(body))
 
 
