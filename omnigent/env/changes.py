@@ -26,110 +26,42 @@ stat alone and diffs with `before: null`.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import os
-import select
 import shutil
 import stat
 import threading
 import time
 from bisect import bisect_left
-from dataclasses import dataclass
-
-from watchdog.observers.inotify_c import InotifyConstants as _C
-from watchdog.observers.inotify_c import InotifyFD
 
 from omnigent.env.fsops import READ_CAP, decode_text
 from omnigent.env.paths import clean, resolve
+from omnigent.env.tree import (
+    ENTRY,
+    FILE_CAP,
+    IGNORED_DIRS,
+    MAX_FILES,
+    PACK_CAP,
+    Base,
+    b64_or_none,
+    digest_of,
+    read_tracked,
+    stat_key,
+    walk_files,
+)
+from omnigent.env.watcher import (
+    BARRIER_MASK,
+    IN_CREATE,
+    IN_DELETE,
+    IN_ISDIR,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    WATCH_MASK,
+)
+from omnigent.env.watcher import Watcher
 from omnigent.errors import NotChanged
 
 log = logging.getLogger(__name__)
-
-IGNORED_DIRS = frozenset({
-    ".git", ".hg", ".svn", ".omnigent", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".nox",
-    ".mypy_cache", ".pytest_cache", ".ruff_cache", ".gradle", ".next", ".terraform",
-})
-FILE_CAP = 1024 * 1024        # bytes of one file kept in the baseline
-PACK_CAP = 256 * 1024 * 1024  # bytes kept in the baseline in all
-MAX_FILES = 300_000           # files in the baseline; past that it is partial
-ENTRY = "session.environment.filesystem.entry"
-
-
-@dataclass(frozen=True, slots=True)
-class Base:
-    """A file as it was at start. `offset` is -1 when its bytes were not kept."""
-
-    key: tuple[int, int, int]   # (size, mtime_ns, inode)
-    digest: bytes | None
-    offset: int
-    length: int
-
-
-def _key(st: os.stat_result) -> tuple[int, int, int]:
-    return st.st_size, st.st_mtime_ns, st.st_ino
-
-
-def _ignored_dir(path: str, name: str) -> bool:
-    return name in IGNORED_DIRS or os.path.exists(os.path.join(path, "pyvenv.cfg"))
-
-
-def _b64(data: bytes | None) -> str | None:
-    return None if data is None else base64.b64encode(data).decode()
-
-
-def _digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=16).digest()
-
-
-def _read_tracked(path: str, st: os.stat_result, cap: int, *, cut: bool = False) -> bytes | None:
-    """A tracked file's bytes (a symlink's are its target). Over `cap`: None, or with
-    `cut` the first `cap` bytes. None if it is gone."""
-    if st.st_size > cap and not cut:
-        return None
-    try:
-        if stat.S_ISLNK(st.st_mode):
-            return os.fsencode(os.readlink(path))
-        with open(path, "rb", buffering=0, opener=_nofollow) as f:
-            data = f.read(cap + 1)
-    except OSError:
-        return None
-    if len(data) > cap:
-        return data[:cap] if cut else None
-    return data
-
-
-def _nofollow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-
-
-def walk_files(root: str, on_dir=None):
-    """Yield (relative path, lstat) of every regular file and symlink under root, not
-    entering ignored directories or symlinked ones. `on_dir(rel)` runs before a directory
-    is listed (the watcher adds its watch there)."""
-    stack = [""]
-    while stack:
-        rel = stack.pop()
-        path = os.path.join(root, rel) if rel else root
-        if on_dir is not None:
-            on_dir(rel)
-        try:
-            it = os.scandir(path)
-        except OSError:
-            continue
-        with it:
-            for e in it:
-                child = f"{rel}/{e.name}" if rel else e.name
-                try:
-                    if e.is_dir(follow_symlinks=False):
-                        if not _ignored_dir(e.path, e.name):
-                            stack.append(child)
-                    elif e.is_file(follow_symlinks=False) or e.is_symlink():
-                        yield child, e.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-
 
 class ChangeTracker:
     def __init__(self, root: str, state_dir: str, *, file_cap: int = FILE_CAP,
@@ -179,12 +111,12 @@ class ChangeTracker:
                 break
             data = None
             if kept + st.st_size <= self.pack_cap:
-                data = _read_tracked(os.path.join(self.root, rel), st, self.file_cap)
+                data = read_tracked(os.path.join(self.root, rel), st, self.file_cap)
             if data is None:
-                base[rel] = Base(_key(st), None, -1, 0)
+                base[rel] = Base(stat_key(st), None, -1, 0)
                 continue
             self._pack.write(data)
-            base[rel] = Base(_key(st), _digest(data), offset, len(data))
+            base[rel] = Base(stat_key(st), digest_of(data), offset, len(data))
             offset += len(data)
             kept += len(data)
         self._pack.flush()
@@ -204,10 +136,10 @@ class ChangeTracker:
     # watcher ------------------------------------------------------------------------
     def _start_watcher(self) -> None:
         try:
-            self._fd = _Watcher()
+            self._fd = Watcher()
             self._fd.start()
             self._barrier_wd = self._fd.add_callback(
-                os.fsencode(os.path.join(self.state_dir, "barrier")), _BARRIER_MASK, self, 0)
+                os.fsencode(os.path.join(self.state_dir, "barrier")), BARRIER_MASK, self, 0)
         except OSError as exc:  # no inotify instance left: reconcile instead
             log.warning("no filesystem watcher (%s); changes are found by reconcile", exc)
             self._fd = None
@@ -220,7 +152,7 @@ class ChangeTracker:
             return
         path = os.path.join(self.root, rel) if rel else self.root
         try:
-            wd = self._fd.add_callback(os.fsencode(path), _WATCH_MASK, self, 0)
+            wd = self._fd.add_callback(os.fsencode(path), WATCH_MASK, self, 0)
         except OSError as exc:
             if not self._lost_events:
                 log.warning("cannot watch %s (%s); changes there are found by reconcile",
@@ -237,7 +169,7 @@ class ChangeTracker:
     # WatchCallback, called on the watcher's thread
     def on_event(self, event) -> None:
         if event.wd == self._barrier_wd:
-            if event.mask & _IN_CREATE:
+            if event.mask & IN_CREATE:
                 with self._barrier_cv:
                     self._barrier_seen = max(self._barrier_seen, int(event.name or 0))
                     self._barrier_cv.notify_all()
@@ -248,15 +180,15 @@ class ChangeTracker:
             return
         name = os.fsdecode(event.name)
         rel = f"{parent}/{name}" if parent else name
-        if event.mask & _IN_ISDIR:
+        if event.mask & IN_ISDIR:
             if name in IGNORED_DIRS:
                 return
-            if event.mask & (_IN_CREATE | _IN_MOVED_TO):
+            if event.mask & (IN_CREATE | IN_MOVED_TO):
                 self._adopt_dir(rel)  # watch it and everything in it, then list it
-            elif event.mask & (_IN_MOVED_FROM | _IN_DELETE):
+            elif event.mask & (IN_MOVED_FROM | IN_DELETE):
                 self._forget_dir(rel)
             return
-        if name == "pyvenv.cfg" and event.mask & (_IN_CREATE | _IN_MOVED_TO) and parent:
+        if name == "pyvenv.cfg" and event.mask & (IN_CREATE | IN_MOVED_TO) and parent:
             self._ignore_dir(parent)  # a virtual environment is being made there
             return
         self._mark((rel,))
@@ -358,7 +290,7 @@ class ChangeTracker:
         for rel, st in walk_files(self.root, on_dir=self._watch_dir):
             seen.add(rel)
             b = base.get(rel)
-            if b is None or b.key != _key(st):
+            if b is None or b.key != stat_key(st):
                 suspects.append(rel)
         self._mark(suspects)
         self._mark([rel for rel in base if rel not in seen])
@@ -392,7 +324,7 @@ class ChangeTracker:
             if self.partial and st.st_ctime_ns < self._started_ns:
                 return None, st  # beyond a partial baseline, and older than the session
             return "created", st
-        key = _key(st)
+        key = stat_key(st)
         if key == base.key:
             return None, st
         if base.digest is None or key[0] != base.key[0]:
@@ -400,8 +332,8 @@ class ChangeTracker:
         cached = self._verdicts.get(rel)
         if cached is not None and cached[0] == key:
             return (None if cached[1] else "modified"), st
-        data = _read_tracked(path, st, self.file_cap)
-        same = data is not None and _digest(data) == base.digest
+        data = read_tracked(path, st, self.file_cap)
+        same = data is not None and digest_of(data) == base.digest
         self._verdicts[rel] = (key, same)
         return (None if same else "modified"), st
 
@@ -467,7 +399,7 @@ class ChangeTracker:
             else:
                 truncated = True
         if st is not None:
-            after = _read_tracked(os.path.join(self.root, norm), st, READ_CAP, cut=True)
+            after = read_tracked(os.path.join(self.root, norm), st, READ_CAP, cut=True)
             truncated = truncated or st.st_size > READ_CAP
         body = {"object": "session.environment.filesystem.file_diff", "path": norm,
                 "status": status, "truncated": truncated}
@@ -476,41 +408,5 @@ class ChangeTracker:
         if all(t is not None or b is None for t, b in zip(texts, (before, after))):
             body.update(encoding="utf-8", before=texts[0], after=texts[1])
         else:
-            body.update(encoding="base64", before=_b64(before), after=_b64(after))
+            body.update(encoding="base64", before=b64_or_none(before), after=b64_or_none(after))
         return body
-
-
-class _Watcher(InotifyFD):
-    """watchdog's inotify reader, telling whether it has handled all it was sent.
-
-    `busy` is set once the queue is known to hold events (before they are read) and
-    cleared after they were all handled; so "nothing queued, then not busy" means every
-    event made before that check has been handled, and the barrier file can be skipped.
-    """
-
-    busy = False
-
-    def _check_inotify_fd(self) -> bool:
-        ready = super()._check_inotify_fd()
-        self.busy = True
-        return ready
-
-    def run(self) -> None:
-        while self.should_keep_running():
-            for event in self.read_events():
-                self.handle_event(event)
-            self.busy = False
-
-    def idle(self) -> bool:
-        queued = select.select([self._inotify_fd], [], [], 0)[0]
-        return not queued and not self.busy
-
-_IN_CREATE = int(_C.IN_CREATE)
-_IN_DELETE = int(_C.IN_DELETE)
-_IN_MOVED_FROM = int(_C.IN_MOVED_FROM)
-_IN_MOVED_TO = int(_C.IN_MOVED_TO)
-_IN_ISDIR = int(_C.IN_ISDIR)
-_WATCH_MASK = int(_C.IN_CREATE | _C.IN_DELETE | _C.IN_MODIFY | _C.IN_MOVED_FROM
-                  | _C.IN_MOVED_TO | _C.IN_ATTRIB | _C.IN_ONLYDIR | _C.IN_DONT_FOLLOW
-                  | _C.IN_EXCL_UNLINK)
-_BARRIER_MASK = int(_C.IN_CREATE | _C.IN_ONLYDIR)

@@ -1,6 +1,5 @@
 """Keyset pagination (omnigent.domain.pagination)."""
 
-import pytest
 
 from omnigent.domain.pagination import list_envelope, paginate_by_key
 from omnigent.errors import InvalidRequest
