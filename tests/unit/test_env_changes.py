@@ -411,7 +411,7 @@ def test_no_watcher_still_reports_changes(root, tracker, monkeypatch):
     def no_inotify():
         raise OSError(24, "inotify instance limit reached")
 
-    monkeypatch.setattr(changes_mod, "_Watcher", no_inotify)
+    monkeypatch.setattr(changes_mod, "Watcher", no_inotify)
     put(root, "mod.txt", b"one", mtime=OLD)
     put(root, "del.txt", b"del", mtime=OLD)
     put(root, "back.txt", b"same", mtime=OLD)
