@@ -16,7 +16,7 @@ import threading
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from omnigent.wire import CLOSE_FORBIDDEN, KEY_HEADER
+from omnigent.wire import CLOSE_FORBIDDEN, KEY_HEADER, KEY_REFUSED_STATUS
 
 
 class KeyedServer:
@@ -66,7 +66,7 @@ class _RequireKey:
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": CLOSE_FORBIDDEN})
                     return
-                await send({"type": "http.response.start", "status": 403, "headers": []})
+                await send({"type": "http.response.start", "status": KEY_REFUSED_STATUS, "headers": []})
                 await send({"type": "http.response.body", "body": b""})
                 return
         await self.app(scope, receive, send)

@@ -17,11 +17,12 @@ from starlette.routing import Route
 from actors.dataserver import KeyedServer
 from omnigent import hostfs
 from omnigent.errors import OmnigentError
+from omnigent.wire import HOST_ERROR_STATUS
 
 
 def _error(exc: OmnigentError) -> Response:
     body = {"error_class": type(exc).__name__, "code": exc.code, "message": exc.message}
-    return Response(json.dumps(body), 400, media_type="application/json")
+    return Response(json.dumps(body), HOST_ERROR_STATUS, media_type="application/json")
 
 
 def host_data_server(bind_ip: str, key: str, home: Callable[[], str]) -> KeyedServer:

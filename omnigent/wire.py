@@ -44,6 +44,8 @@ CLOSE: dict[type[e.OmnigentError], int] = {
 KEY_HEADER = "x-omnigent-key"  # the data path's secret key
 GONE_HEADER = "x-omnigent-runner-gone"  # a stopped runner answered: look it up again
 SESSION_HEADER = "x-omnigent-session"  # the session a terminal request is made for
+KEY_REFUSED_STATUS = 403  # a data path's answer, empty-bodied, to a request without its key
+HOST_ERROR_STATUS = 400  # a host's data path: `{"error_class", "code", "message"}` follows
 
 # Plain HTTP errors Starlette raises itself (no route, wrong method…), by status.
 HTTP_CODES = {400: "invalid_request", 401: "unauthenticated", 403: "forbidden",

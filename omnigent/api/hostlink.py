@@ -11,7 +11,7 @@ import aiohttp
 
 from omnigent import errors
 from omnigent.errors import OmnigentError, UpstreamTimeout
-from omnigent.wire import KEY_HEADER
+from omnigent.wire import HOST_ERROR_STATUS, KEY_HEADER
 
 
 class HostUnreachable(Exception):
@@ -37,7 +37,7 @@ class HostLink:
             raise HostUnreachable() from None
         if status == 200:
             return body
-        if status == 400:
+        if status == HOST_ERROR_STATUS:
             raise _host_error(body)
         raise HostUnreachable()
 

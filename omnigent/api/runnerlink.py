@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from omnigent.wire import GONE_HEADER, KEY_HEADER
-
+from omnigent.wire import GONE_HEADER, KEY_HEADER, KEY_REFUSED_STATUS
 
 PASSED_ON = ("content-type", "allow")
 
@@ -44,7 +43,7 @@ class RunnerLink:
                 data = await resp.read()
                 if resp.headers.get(GONE_HEADER):
                     raise RunnerLinkDown(unsent=True)
-                if resp.status == 403 and not data:  # key refused: a new runner answers there
+                if resp.status == KEY_REFUSED_STATUS and not data:  # key refused: a new runner answers there
                     raise RunnerLinkDown(unsent=True)
                 return resp.status, data, {k: resp.headers[k] for k in PASSED_ON
                                            if k in resp.headers}

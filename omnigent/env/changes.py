@@ -57,8 +57,8 @@ from omnigent.env.watcher import (
     IN_MOVED_FROM,
     IN_MOVED_TO,
     WATCH_MASK,
+    Watcher,
 )
-from omnigent.env.watcher import Watcher
 from omnigent.errors import NotChanged
 
 log = logging.getLogger(__name__)
