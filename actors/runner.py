@@ -21,6 +21,7 @@ import ray
 from actors.calls import unwrap
 from actors.dataserver import KeyedServer
 from actors.runner_data import runner_app
+from omnigent.env import reaper
 from omnigent.env.changes import ChangeTracker
 from omnigent.env.terminals import MAX_TERMINALS, Terminals
 from omnigent.machine import owner_environment
@@ -51,6 +52,9 @@ class RunnerActor:
         # Programs run for the session (shells, terminals) get the machine owner's
         # environment, not this Ray worker's (see omnigent.machine.owner_environment).
         self.child_env = owner_environment()
+        # Orphans of the shells and terminals are re-parented to us, and reaped here, not
+        # left as zombies where PID 1 does not reap (omnigent.env.reaper).
+        self.reaping = reaper.start()
         self.started_at = int(time.time())
         self.stopped = False
         self._stopped = asyncio.Event()

@@ -17,7 +17,7 @@ import stat
 import uuid
 
 from omnigent.domain.pagination import LIMIT_MAX, LIMIT_MIN, list_envelope, page_of_keys
-from omnigent.env.paths import inside, resolve
+from omnigent.env.paths import NAME_MAX, inside, resolve, shorten
 from omnigent.errors import (
     AmbiguousMatch,
     DirectoryNotEmpty,
@@ -99,7 +99,7 @@ def list_dir(root: str, norm: str, real: str, *, limit: int, after: str | None,
     except PermissionError:
         raise HostIOError(f"permission denied: {norm or '.'}") from None
     except OSError as exc:
-        raise HostIOError(f"cannot list {norm or '.'}: {exc.strerror}") from None
+        raise _os_error(exc, norm or ".", "list") from None
     prefix = norm + "/" if norm else ""
     keys = sorted((prefix + n for n in names), reverse=order == "desc")
     page = page_of_keys(keys, lambda key: entry(root, key), limit=limit, after=after,
@@ -171,11 +171,11 @@ def write_file(root: str, rel: str | None, data: bytes) -> dict:
     created = not os.path.lexists(real)
     parent = os.path.dirname(real)
     try:
-        os.makedirs(parent, exist_ok=True)
+        makedirs(parent)
     except (FileExistsError, NotADirectoryError):
         raise NotADirectory(f"a parent of {norm} is not a directory") from None
     except OSError as exc:
-        raise HostIOError(f"cannot create the parents of {norm}: {exc.strerror}") from None
+        raise _os_error(exc, norm, "create the parents of") from None
     if not inside(root, os.path.realpath(parent)):  # a parent swapped for a symlink meanwhile
         raise InvalidPath(f"path leaves the environment root: {norm}")
     atomic_write(real, data, norm)
@@ -195,7 +195,7 @@ def atomic_write(real: str, data: bytes, norm: str) -> None:
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise IsADirectory(f"is a directory: {norm}")
     mode = stat.S_IMODE(st.st_mode) if st is not None else None
-    tmp = os.path.join(os.path.dirname(real), f".{os.path.basename(real)}.{uuid.uuid4().hex[:12]}.tmp")
+    tmp = os.path.join(os.path.dirname(real), _temp_name(os.path.basename(real)))
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o666)
@@ -211,14 +211,54 @@ def atomic_write(real: str, data: bytes, norm: str) -> None:
         os.replace(tmp, real)
     except OSError as exc:
         _unlink_quietly(tmp)
-        raise HostIOError(f"cannot write {norm}: {exc.strerror}") from None
+        raise _os_error(exc, norm, "write") from None
 
 
-def _os_error(exc: OSError, norm: str) -> Exception:
-    """A symlink loop is the client's path's fault (400); anything else is the host's."""
+def _temp_name(name: str) -> str:
+    """`.name.<12 hex>.tmp`, the name cut (at a character) so that the whole stays within
+    NAME_MAX even when `name` is at the limit itself."""
+    suffix = f".{uuid.uuid4().hex[:12]}.tmp"
+    room = NAME_MAX - 1 - len(suffix)
+    data = os.fsencode(name)
+    if len(data) > room:
+        name = data[:room].decode("utf-8", "ignore")  # a character cut in two is dropped
+    return f".{name}{suffix}"
+
+
+def makedirs(path: str) -> None:
+    """`os.makedirs(path, exist_ok=True)` without its recursion: a path of a few thousand
+    segments (well within PATH_MAX) would otherwise hit the interpreter's recursion limit."""
+    missing = []
+    while True:
+        try:
+            os.mkdir(path)
+            break
+        except FileNotFoundError:
+            head = os.path.dirname(path)
+            if head == path:
+                raise
+            missing.append(path)
+            path = head
+        except FileExistsError:
+            if not os.path.isdir(path):
+                raise
+            break
+    for path in reversed(missing):
+        try:
+            os.mkdir(path)
+        except FileExistsError:  # made meanwhile by someone else: fine if a directory
+            if not os.path.isdir(path):
+                raise
+
+
+def _os_error(exc: OSError, norm: str, doing: str = "use") -> Exception:
+    """A symlink loop or a name too long is the client's path's fault (400); anything
+    else is the host's (502)."""
     if exc.errno == errno.ELOOP:
-        return InvalidPath(f"too many levels of symbolic links: {norm}")
-    return HostIOError(f"cannot use {norm}: {exc.strerror}")
+        return InvalidPath(f"too many levels of symbolic links: {shorten(norm)}")
+    if exc.errno == errno.ENAMETOOLONG:
+        return InvalidPath(f"path too long: {shorten(norm)}")
+    return HostIOError(f"cannot {doing} {shorten(norm)}: {exc.strerror}")
 
 
 def _unlink_quietly(path: str) -> None:
@@ -270,7 +310,7 @@ def delete_path(root: str, rel: str | None, recursive: bool = False) -> dict:
         try:
             os.unlink(path)
         except OSError as exc:
-            raise HostIOError(f"cannot delete {norm}: {exc.strerror}") from None
+            raise _os_error(exc, norm, "delete") from None
     else:
         kind = "directory"
         size, count = _tree_size(path)
@@ -282,7 +322,7 @@ def delete_path(root: str, rel: str | None, recursive: bool = False) -> dict:
         except OSError as exc:
             if not recursive and exc.errno in (39, 66):  # ENOTEMPTY
                 raise DirectoryNotEmpty(f"directory not empty: {norm} (use recursive=true)") from None
-            raise HostIOError(f"cannot delete {norm}: {exc.strerror}") from None
+            raise _os_error(exc, norm, "delete") from None
     return {"object": "session.environment.filesystem.delete_result", "operation": "deleted",
             "path": norm, "deleted": True, "type": kind, "bytes_deleted": size,
             "entries_deleted": count}

@@ -6,6 +6,10 @@ resolved, the symlinked parent directories too) is not inside the root's real pa
 Real paths are compared component by component, never by string prefix, so a sibling
 `/work/app-old` is not inside `/work/app`. A dangling symlink is judged by where it points,
 so a write through it can never create a file outside.
+
+It is refused as well, before anything touches the disk, when the kernel would refuse it:
+a segment longer than NAME_MAX (255 bytes of UTF-8), or a whole path (root included, the
+normalised one and the real one) of PATH_MAX (4096 bytes, with the final NUL) or more.
 """
 
 from __future__ import annotations
@@ -14,6 +18,33 @@ import os
 import posixpath
 
 from omnigent.errors import InvalidPath
+
+PATH_MAX = 4096  # bytes, the terminating NUL included (linux/limits.h)
+NAME_MAX = 255   # bytes of one path segment
+
+
+def shorten(text: str, keep: int = 60) -> str:
+    """A path for an error message: never the whole of a 4 KiB one."""
+    return text if len(text) <= keep else f"{text[:keep]}… ({len(text)} characters)"
+
+
+def _encoded(path: str) -> bytes:
+    try:
+        return os.fsencode(path)
+    except UnicodeEncodeError:  # a lone surrogate: no file can have that name
+        raise InvalidPath("path is not valid UTF-8") from None
+
+
+def check_length(path: str) -> None:
+    """Raise InvalidPath if the kernel would answer ENAMETOOLONG for `path`."""
+    data = _encoded(path)
+    if len(data) >= PATH_MAX:
+        raise InvalidPath(f"path too long: {len(data)} bytes, the limit is {PATH_MAX - 1} "
+                          f"(the environment root included): {shorten(path)}")
+    for segment in data.split(b"/"):
+        if len(segment) > NAME_MAX:
+            raise InvalidPath(f"path segment too long: {len(segment)} bytes, the limit is "
+                              f"{NAME_MAX}: {shorten(os.fsdecode(segment))}")
 
 
 def clean(rel: str | None) -> str:
@@ -27,6 +58,7 @@ def clean(rel: str | None) -> str:
     norm = posixpath.normpath(rel)
     if norm == ".." or norm.startswith("../"):
         raise InvalidPath("path must not leave the environment root")
+    check_length(norm)
     return "" if norm == "." else norm
 
 
@@ -44,8 +76,11 @@ def resolve(root: str, rel: str | None) -> tuple[str, str]:
     norm = clean(rel)
     if not norm:
         return "", root
-    real = os.path.realpath(os.path.join(root, norm))
+    joined = os.path.join(root, norm)
+    check_length(joined)
+    real = os.path.realpath(joined)
     if not inside(root, real):
-        raise InvalidPath(f"path leaves the environment root: {norm}")
+        raise InvalidPath(f"path leaves the environment root: {shorten(norm)}")
+    if real != joined:
+        check_length(real)  # a symlink on the way may make it longer
     return norm, real
-

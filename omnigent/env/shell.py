@@ -23,6 +23,9 @@ The rules:
   CancelledError re-raised.
 - No zombies and no open fds are left: the shell is always reaped (through `Popen.poll`, so
   Popen's own bookkeeping agrees) before we return, and the pipes and the pidfd are closed.
+  What it leaves behind (an orphan, once it exits) is reaped by omnigent.env.reaper where the
+  runner is a subreaper; the shell's pid is registered there so that its status stays ours.
+- A command holding a NUL byte is refused (InvalidCommand, 400): no argv can carry one.
 
 How, and why not asyncio's subprocess machinery: `run_shell` runs in Ray actor processes,
 whose event loop is uvloop (Ray installs uvloop's policy in its workers). There
@@ -46,6 +49,9 @@ import os
 import signal
 import subprocess
 from typing import IO
+
+from omnigent.env import reaper
+from omnigent.errors import InvalidCommand
 
 OUTPUT_CAP = 1024 * 1024  # bytes per stream
 
@@ -184,18 +190,23 @@ async def run_shell(
     See the module docstring for the rules. Raises OSError if the shell cannot be started
     (e.g. `cwd` does not exist).
     """
+    if "\x00" in command:  # no argv can hold one: exec would refuse it
+        raise InvalidCommand("command must not contain a NUL byte")
     loop = asyncio.get_running_loop()
-    # Blocks only until the shell has exec'd (vfork): see the module docstring.
-    proc = subprocess.Popen(  # noqa: ASYNC220
-        [SHELL, "-c", command],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        close_fds=True,
-    )
+    # Blocks only until the shell has exec'd (vfork): see the module docstring. Registered
+    # with the orphan reaper, which must leave its exit status to Popen (omnigent.env.reaper).
+    with reaper.spawning():
+        proc = subprocess.Popen(  # noqa: ASYNC220
+            [SHELL, "-c", command],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            close_fds=True,
+        )
+        reaper.own(proc.pid)
     pgid = proc.pid  # the shell leads its own session and process group
     assert proc.stdout is not None and proc.stderr is not None
     capture = _Capture(loop, cap, [proc.stdout, proc.stderr])
@@ -219,6 +230,8 @@ async def run_shell(
     finally:
         capture.close()
         exit_.close(pgid)  # reaps it here if that did not happen above
+        if proc.returncode is not None:  # reaped: the pid is no longer ours (else Popen
+            reaper.disown(proc.pid)      # still has to reap it, later, and it stays ours)
 
     returncode = proc.returncode
     if timed_out or returncode is None:

@@ -22,7 +22,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from omnigent.env import reaper
 from omnigent.errors import (
+    InvalidCommand,
     InvalidSessionKey,
     TerminalExists,
     TerminalNotDeclared,
@@ -125,7 +127,11 @@ class Terminals:
         argv = [spec["command"], *spec.get("args", [])]
         base = os.environ if self.env is None else self.env
         env = {**base, "TERM": "xterm-256color", **spec.get("env", {})}
-        pid, fd = pty.fork()
+        check_spec(name, argv, spec.get("env", {}))
+        with reaper.spawning():  # registered: the orphan reaper leaves its status to us
+            pid, fd = pty.fork()
+            if pid != 0:
+                reaper.own(pid)
         if pid == 0:  # the child: its own session (pty.fork did setsid), in the root
             try:
                 # The runner's process ignores or blocks some signals (SIGPIPE, SIGINT, …);
@@ -260,6 +266,23 @@ class Terminals:
         return term.resource()
 
 
+def check_spec(name: str, argv: list, env: dict) -> None:
+    """Refuse (InvalidCommand, 400) what exec could not take, before forking: otherwise the
+    child fails after the fork and the terminal just exits with 127."""
+    for arg in argv:
+        if not isinstance(arg, str):
+            raise InvalidCommand(f"terminal {name!r}: command and args must be strings")
+        if "\x00" in arg:
+            raise InvalidCommand(f"terminal {name!r}: command and args must not contain "
+                                 "a NUL byte")
+    for key, value in env.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidCommand(f"terminal {name!r}: env names and values must be strings")
+        if not key or "=" in key or "\x00" in key or "\x00" in value:
+            raise InvalidCommand(f"terminal {name!r}: env names must be non-empty without "
+                                 "'=' or NUL, values without NUL")
+
+
 def _kill_group(pid: int) -> None:
     """Kill the terminal's program and everything it started: its process group and, as
     an interactive shell puts each job in a group of its own, every process of the
@@ -295,6 +318,8 @@ def _reap_soon(loop: asyncio.AbstractEventLoop, pid: int, tries: int = 50) -> No
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        return
-    if done == 0 and tries > 0:
+        done = pid
+    if done:
+        reaper.disown(pid)  # reaped: the pid may be anyone's now
+    elif tries > 0:
         loop.call_later(0.1, _reap_soon, loop, pid, tries - 1)
