@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
 from omnigent.domain.host_paths import expand_home, normalize_host_path
 from omnigent.domain.pagination import LIMIT_MAX, LIMIT_MIN, list_envelope, page_of_keys
+from omnigent.env.paths import check_length, shorten
 from omnigent.errors import HostIOError, InvalidPath, InvalidRequest, NotFound
 
 
@@ -41,13 +43,16 @@ def list_directory(
             raise NotFound(f"no such user directory: {raw_path}")
     if not os.path.isabs(path):
         raise InvalidPath("path must be absolute or start with '~'")
+    check_length(path)  # over PATH_MAX, or a name over NAME_MAX: the kernel would refuse it
     try:
         names = os.listdir(path)
     except (FileNotFoundError, NotADirectoryError):
-        raise NotFound(f"no such directory on the host: {path}") from None
+        raise NotFound(f"no such directory on the host: {shorten(path)}") from None
     except PermissionError:
         raise HostIOError(f"permission denied: {path}") from None
     except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENAMETOOLONG):  # the caller's path: 400
+            raise InvalidPath(f"cannot list {shorten(path)}: {exc.strerror}") from None
         raise HostIOError(f"cannot list {path}: {exc.strerror}") from None
     # Entries are pages of names in order, so only the names on the page (and one more,
     # for has_more) are stat-ed; a dangling symlink is skipped and the next name taken.

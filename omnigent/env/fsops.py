@@ -12,7 +12,6 @@ import base64
 import errno
 import mimetypes
 import os
-import shutil
 import stat
 import uuid
 
@@ -316,7 +315,7 @@ def delete_path(root: str, rel: str | None, recursive: bool = False) -> dict:
         size, count = _tree_size(path)
         try:
             if recursive:
-                shutil.rmtree(path)
+                _rmtree(path)
             else:
                 os.rmdir(path)
         except OSError as exc:
@@ -328,14 +327,67 @@ def delete_path(root: str, rel: str | None, recursive: bool = False) -> dict:
             "entries_deleted": count}
 
 
-def _tree_size(path: str) -> tuple[int, int]:
-    size, count = 0, 1
-    for base, dirs, files in os.walk(path):
-        count += len(dirs) + len(files)
-        for name in files:
-            try:
-                size += os.lstat(os.path.join(base, name)).st_size
-            except OSError:
-                pass
-    return size, count
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
+
+def _walk_fd(path: str, on_entry, on_dir_done=None) -> None:
+    """Depth-first over the tree under the directory `path`, without recursion (a tree of
+    thousands of levels would exceed the interpreter's limit, as os.walk and shutil.rmtree
+    do in 3.11) and by file descriptors (no path grows with the depth, and a directory
+    swapped for a symlink is never followed: O_NOFOLLOW). `on_entry(dir_fd, entry)` for each
+    entry that is not a directory, `on_dir_done(dir_fd, name)` after a subdirectory's
+    content is done. One descriptor (and scandir's copy) per level is open at a time."""
+    top = os.open(path, _DIR_FLAGS)
+    stack = [(top, "", os.scandir(top))]
+    try:
+        while stack:
+            fd, _, entries = stack[-1]
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+                    try:
+                        stack.append((child, entry.name, os.scandir(child)))
+                    except BaseException:
+                        os.close(child)
+                        raise
+                    break
+                on_entry(fd, entry)
+            else:
+                fd, name, entries = stack.pop()
+                entries.close()
+                os.close(fd)
+                if stack and on_dir_done is not None:
+                    on_dir_done(stack[-1][0], name)
+    finally:
+        for fd, _, entries in stack:
+            entries.close()
+            os.close(fd)
+
+
+def _tree_size(path: str) -> tuple[int, int]:
+    """(bytes of its files, entries counting itself) of a directory tree."""
+    total = [0, 1]
+
+    def on_entry(fd: int, entry: os.DirEntry) -> None:
+        total[1] += 1
+        try:
+            if not entry.is_dir():  # a symlink to a directory has no size that counts
+                total[0] += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            pass
+
+    def on_dir_done(fd: int, name: str) -> None:
+        total[1] += 1
+
+    try:
+        _walk_fd(path, on_entry, on_dir_done)
+    except OSError:
+        pass  # removed meanwhile, or unreadable: what was counted
+    return total[0], total[1]
+
+
+def _rmtree(path: str) -> None:
+    """shutil.rmtree(path), iteratively (see _walk_fd). Raises OSError."""
+    _walk_fd(path, lambda fd, entry: os.unlink(entry.name, dir_fd=fd),
+             lambda fd, name: os.rmdir(name, dir_fd=fd))
+    os.rmdir(path)

@@ -35,12 +35,13 @@ def _encoded(path: str) -> bytes:
         raise InvalidPath("path is not valid UTF-8") from None
 
 
-def check_length(path: str) -> None:
-    """Raise InvalidPath if the kernel would answer ENAMETOOLONG for `path`."""
+def check_length(path: str, shown: str | None = None, within: str = "") -> None:
+    """Raise InvalidPath if the kernel would answer ENAMETOOLONG for `path` (the message
+    names `shown`, by default `path`; `within` says what the count includes)."""
     data = _encoded(path)
     if len(data) >= PATH_MAX:
-        raise InvalidPath(f"path too long: {len(data)} bytes, the limit is {PATH_MAX - 1} "
-                          f"(the environment root included): {shorten(path)}")
+        raise InvalidPath(f"path too long: {len(data)} bytes{within}, the limit is "
+                          f"{PATH_MAX - 1}: {shorten(path if shown is None else shown)}")
     for segment in data.split(b"/"):
         if len(segment) > NAME_MAX:
             raise InvalidPath(f"path segment too long: {len(segment)} bytes, the limit is "
@@ -77,10 +78,10 @@ def resolve(root: str, rel: str | None) -> tuple[str, str]:
     if not norm:
         return "", root
     joined = os.path.join(root, norm)
-    check_length(joined)
+    check_length(joined, norm, " with the environment root")
     real = os.path.realpath(joined)
     if not inside(root, real):
         raise InvalidPath(f"path leaves the environment root: {shorten(norm)}")
     if real != joined:
-        check_length(real)  # a symlink on the way may make it longer
+        check_length(real, norm, " once symlinks are resolved")  # they may make it longer
     return norm, real

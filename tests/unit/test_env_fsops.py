@@ -667,3 +667,78 @@ def test_delete_never_touches_outside(root, outside):
         with pytest.raises(InvalidPath):
             delete_path(root, rel, recursive=True)
     assert os.path.exists(os.path.join(outside, "secret"))
+
+
+# --- names and paths the kernel would refuse ------------------------------------------
+
+LONG = "a/" * 3000 + "f.txt"  # 6005 bytes: over PATH_MAX
+
+
+@pytest.mark.parametrize("op", [
+    lambda root, rel: write_file(root, rel, b"x"),
+    lambda root, rel: get(root, rel),
+    lambda root, rel: edit_file(root, rel, "a", "b"),
+    lambda root, rel: delete_path(root, rel),
+])
+@pytest.mark.parametrize("rel", [LONG, "x" * 256, "d/" + "y" * 300 + "/f"])
+def test_too_long_is_invalid_path_and_touches_nothing(root, op, rel):
+    with pytest.raises(InvalidPath, match="too long"):
+        op(root, rel)
+    assert os.listdir(root) == []
+
+
+def test_deep_paths_within_the_limit_work(root):
+    """2,000 segments: os.makedirs would recurse past the interpreter's limit."""
+    rel = "a/" * 2000 + "f.txt"
+    try:
+        assert write_file(root, rel, b"deep")["created"] is True
+        assert get(root, rel)["content"] == "deep"
+        assert write_file(root, rel, b"deeper")["created"] is False
+        gone = delete_path(root, "a", recursive=True)
+        assert gone["entries_deleted"] == 2001 and gone["bytes_deleted"] == 6
+        assert os.listdir(root) == []
+    finally:  # pytest's own clean-up (shutil.rmtree) cannot remove a tree this deep
+        if os.path.isdir(os.path.join(root, "a")):
+            fsops._rmtree(os.path.join(root, "a"))
+
+
+def test_recursive_delete_counts_and_never_follows_symlinks(root, outside):
+    put(root, "t/a.txt", "12345")
+    put(root, "t/sub/b.bin", b"\x00" * 10)
+    os.symlink(outside, os.path.join(root, "t", "sub", "out"))
+    os.symlink(os.path.join(outside, "secret"), os.path.join(root, "t", "s"))
+    os.mkdir(os.path.join(root, "t", "empty"))
+    gone = delete_path(root, "t", recursive=True)
+    # t, a.txt, sub, b.bin, out, s, empty; a file symlink's own size counts (as before)
+    assert gone["entries_deleted"] == 7
+    assert gone["bytes_deleted"] == 5 + 10 + len(os.path.join(outside, "secret"))
+    assert not os.path.exists(os.path.join(root, "t"))
+    assert read(outside, "secret") == b"top secret\n"
+
+
+def test_names_at_name_max_can_be_written_and_edited(root):
+    """The temporary file beside the target must fit in NAME_MAX too."""
+    for name in ("n" * 255, "é" * 127 + "x"):
+        assert len(name.encode()) == 255
+        assert write_file(root, name, b"one")["created"] is True
+        assert edit_file(root, name, "one", "two")["bytes_after"] == 3
+        assert read(root, name) == b"two"
+    assert len(os.listdir(root)) == 2  # no temporary file left behind
+
+
+def test_enametoolong_and_eloop_from_the_disk_are_invalid_path():
+    err = fsops._os_error(OSError(36, "File name too long"), "x")
+    assert isinstance(err, InvalidPath)
+    err = fsops._os_error(OSError(40, "Too many levels of symbolic links"), "x")
+    assert isinstance(err, InvalidPath)
+    assert isinstance(fsops._os_error(OSError(5, "Input/output error"), "x"), HostIOError)
+
+
+def test_makedirs_is_exist_ok_and_refuses_a_file_on_the_way(root):
+    fsops.makedirs(os.path.join(root, "p", "q"))
+    fsops.makedirs(os.path.join(root, "p", "q"))
+    put(root, "p/file", "x")
+    with pytest.raises(NotADirectoryError):
+        fsops.makedirs(os.path.join(root, "p", "file", "r"))
+    with pytest.raises(FileExistsError):
+        fsops.makedirs(os.path.join(root, "p", "file"))

@@ -187,3 +187,52 @@ def test_resolve_root_given_as_its_real_path(tmp_path):
     # a symlink inside the tree that names the root through the alias still resolves inside
     os.symlink(os.path.join(base, "alias", "d"), os.path.join(real_ws, "via-alias"))
     assert resolve(root, "via-alias") == ("via-alias", os.path.join(real_ws, "d"))
+
+
+# ---------------------------------------------------------------------------- length
+
+
+@pytest.mark.parametrize("rel", [
+    "a/" * 3000 + "f.txt",             # 6005 bytes: over PATH_MAX
+    "x" * 4096,                         # one segment over NAME_MAX, and over PATH_MAX
+    "x" * 256,                          # one segment just over NAME_MAX
+    "d/" + "é" * 128,                   # 256 bytes of UTF-8 in 128 characters
+])
+def test_clean_refuses_paths_the_kernel_would_refuse(rel):
+    with pytest.raises(InvalidPath) as ei:
+        clean(rel)
+    assert "too long" in ei.value.message
+    assert len(ei.value.message) < 300  # never the whole path echoed back
+
+
+def test_clean_accepts_paths_at_the_limits():
+    assert clean("x" * 255) == "x" * 255
+    assert clean("é" * 127) == "é" * 127   # 254 bytes
+    deep = "a/" * 2047 + "b"               # 4095 bytes
+    assert clean(deep) == deep
+    assert clean("a/../" * 2000 + "b") == "b"  # judged once normalised
+
+
+def test_resolve_counts_the_root_too(tree):
+    _, root = tree
+    room = 4095 - len(root) - 1            # bytes left after "<root>/"
+    name = ("a/" * (room // 2))[: room - 1] + "b"
+    assert len(os.path.join(root, name)) == 4095
+    assert resolve(root, name)[0] == name
+    with pytest.raises(InvalidPath, match="with the environment root"):
+        resolve(root, name + "c")
+
+
+def test_resolve_counts_where_a_symlink_leads(tree):
+    _, root = tree
+    far = os.path.join(root, "far", *(["d" * 200] * 18))  # a 3.6 KiB real directory
+    os.makedirs(far)
+    os.symlink(far, os.path.join(root, "near"))
+    assert resolve(root, "near/short")[1] == os.path.join(far, "short")
+    with pytest.raises(InvalidPath, match="once symlinks are resolved"):
+        resolve(root, "near/" + "x" * 250 + "/" + "y" * 250)
+
+
+def test_clean_refuses_lone_surrogates():
+    with pytest.raises(InvalidPath):
+        clean("a\ud800b")

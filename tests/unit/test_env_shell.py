@@ -434,3 +434,32 @@ def test_under_the_uvloop_policy_in_a_thread_like_a_ray_worker(tmp_path):
     assert (res[0]["exit_code"], res[0]["stdout"]) == (5, "hi\n")
     assert res[1]["timed_out"] is True
     assert gone_within(read_pid(tmp_path / "t.pid"))
+
+
+@pytest.mark.parametrize("cmd", ["echo a\x00b", "\x00", "true\x00"])
+def test_nul_byte_is_invalid_command_and_starts_nothing(tmp_path, cmd, monkeypatch):
+    from omnigent.errors import InvalidCommand, InvalidRequest
+
+    started = []
+    monkeypatch.setattr(shell.subprocess, "Popen", lambda *a, **k: started.append(a))
+    with pytest.raises(InvalidCommand) as ei:
+        run(cmd, tmp_path)
+    assert ei.value.code == "invalid_command" and isinstance(ei.value, InvalidRequest)
+    assert started == []
+
+
+def test_the_shell_is_registered_with_the_reaper_until_reaped(new_loop, tmp_path):
+    from omnigent.env import reaper
+
+    seen = []
+    res = run("echo $$; exit 4", tmp_path, new_loop=new_loop)
+    pid = int(res["stdout"])
+    assert res["exit_code"] == 4
+    assert pid not in reaper.REAPER._own  # disowned once reaped
+    original = reaper.REAPER.own
+    try:
+        reaper.REAPER.own = lambda p: (seen.append(p), original(p))
+        res = run("echo $$", tmp_path, new_loop=new_loop)
+    finally:
+        del reaper.REAPER.own
+    assert seen == [int(res["stdout"])] and not reaper.REAPER._own

@@ -199,3 +199,32 @@ def test_limit_and_transfer(terms):
             t.get_live("terminal_shell_a")
         t.close_all()
     run(main())
+
+
+@pytest.mark.parametrize("spec", [
+    {"command": "ba\x00sh"},
+    {"command": "bash", "args": ["-c", "echo a\x00b"]},
+    {"command": "bash", "env": {"X": "a\x00b"}},
+    {"command": "bash", "env": {"X\x00": "1"}},
+    {"command": "bash", "env": {"A=B": "1"}},
+    {"command": "bash", "env": {"": "1"}},
+    {"command": "bash", "args": [1]},
+])
+def test_specs_exec_cannot_take_are_invalid_command_before_any_fork(tmp_path, spec,
+                                                                   monkeypatch):
+    import pty
+
+    from omnigent.errors import InvalidCommand
+
+    forks = []
+    monkeypatch.setattr(pty, "fork", lambda: forks.append(1) or (_ for _ in ()).throw(
+        AssertionError("forked")))
+
+    async def go():
+        t = Terminals(str(tmp_path), "conv_a", {"bad": spec})
+        with pytest.raises(InvalidCommand) as ei:
+            t.launch("bad", "k")
+        assert ei.value.code == "invalid_command" and isinstance(ei.value, InvalidRequest)
+        assert t.list() == []
+    run(go())
+    assert forks == []

@@ -138,3 +138,15 @@ def test_tilde_user_expands_via_user_database():
 def test_unknown_tilde_user_is_not_found():
     with pytest.raises(NotFound):
         ls("~no_such_user_omnigent_xyz/x")
+
+
+@pytest.mark.parametrize("path", ["/" + "a/" * 3000, "/tmp/" + "x" * 256, "~/" + "y" * 300])
+def test_paths_the_kernel_would_refuse_are_invalid_path(path):
+    with pytest.raises(InvalidPath, match="too long"):
+        ls(path, home="/tmp")
+
+
+def test_a_symlink_loop_is_invalid_path(tmp_path):
+    os.symlink(tmp_path / "loop", tmp_path / "loop")
+    with pytest.raises(InvalidPath, match="symbolic links"):
+        ls(str(tmp_path / "loop"))
