@@ -262,3 +262,48 @@ def test_symlink_loops_fail_cleanly(box):
         for name in ("loop", "cyc1", "cyc2"):
             if os.path.lexists(os.path.join(box.ws, name)):
                 os.unlink(os.path.join(box.ws, name))
+
+
+# --- paths the kernel would refuse: 400 before the disk is touched ------------------------
+
+LONG = "a/" * 3000 + "f.txt"  # 6,005 bytes: over PATH_MAX (4096)
+TOO_LONG = [LONG, "x" * 256, "sub/" + "y" * 300 + "/z.txt", "é" * 128]  # NAME_MAX: 255 bytes
+
+
+@pytest.mark.parametrize("rel", TOO_LONG, ids=["3000-segments", "256-byte-name",
+                                               "300-byte-dir", "256-bytes-of-utf8"])
+def test_too_long_paths_are_400_on_every_route(box, rel):
+    esc = quote(rel)
+    calls = [("GET", f"/filesystem/{esc}", None),
+             ("PUT", f"/filesystem/{esc}", b'{"content": "x"}'),
+             ("PATCH", f"/filesystem/{esc}", b'{"old_text": "a", "new_text": "b"}'),
+             ("DELETE", f"/filesystem/{esc}?recursive=true", None),
+             ("GET", f"/diff/{esc}", None),
+             ("GET", f"/search/{esc}?q=e", None)]
+    wrong = {}
+    for method, rest, body in calls:
+        status, answer = box.raw(method, rest, body)
+        err = answer.get("error", {}) if isinstance(answer, dict) else {}
+        if status != 400 or err.get("code") != "invalid_path" or "too long" not in err.get(
+                "message", "") or len(err["message"]) > 300:
+            wrong[method + " " + rest[:40]] = (status, str(answer)[:300])
+    assert not wrong, wrong
+    assert not os.path.lexists(os.path.join(box.ws, "a"))  # nothing of LONG was made
+
+
+def test_deep_paths_within_the_limits_work(box):
+    """1,900 segments (3.8 KB with the root): fine for the kernel, so for us too."""
+    rel = "deep/" + "a/" * 1900 + "f.txt"
+    assert len(os.path.join(box.ws, rel)) < 4096
+    try:
+        status, body = box.raw("PUT", f"/filesystem/{rel}", b'{"content": "deep"}')
+        assert status == 200 and body["created"] is True, (status, str(body)[:300])
+        status, body = box.raw("GET", f"/filesystem/{rel}")
+        assert status == 200 and body["content"] == "deep", (status, str(body)[:300])
+        status, body = box.raw("DELETE", "/filesystem/deep?recursive=true")
+        assert status == 200 and body["entries_deleted"] == 1902, (status, str(body)[:300])
+        assert not os.path.exists(os.path.join(box.ws, "deep"))
+    finally:
+        if os.path.isdir(os.path.join(box.ws, "deep")):
+            from omnigent.env.fsops import _rmtree
+            _rmtree(os.path.join(box.ws, "deep"))

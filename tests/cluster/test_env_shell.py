@@ -182,3 +182,55 @@ def test_concurrent_shells_do_not_block_each_other_or_the_api(sh, world):
     assert [r.json()["stdout"] for r in results] == ["0\n", "1\n", "2\n"]
     assert took < 4, f"three 2 s commands took {took:.1f}s together"
     assert max(probes) < 1, f"the API answered in {max(probes):.2f}s while shells ran"
+
+
+# --- bad input and orphans ---------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["echo a\x00b", "\x00", "true\x00; rm -rf ."])
+def test_a_nul_byte_is_400_invalid_command(sh, command):
+    r = sh.post({"command": command})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["code"] == "invalid_command" and "NUL" in err["message"], r.text
+    assert os.path.exists(os.path.join(sh.ws, "hello.txt"))
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0].decode(), int(fields[1])
+
+
+def _zombies_of(ppid: int) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        st = _stat(int(name)) if name.isdigit() else None
+        if st is not None and st == ("Z", ppid):
+            found.append(int(name))
+    return found
+
+
+def test_orphans_are_reaped_by_the_runner_and_exit_codes_stay_right(sh):
+    """A background child and a daemonising subshell's child outlive the shell: they are
+    re-parented to the runner (a child subreaper), which reaps them once they exit,
+    while each shell's own exit code still comes back right."""
+    out = sh.run("echo $PPID; sleep 1 >/dev/null 2>&1 & echo $!; "
+                 "(sleep 1 >/dev/null 2>&1 & echo $!); exit 3")
+    assert out["exit_code"] == 3, out
+    runner, *orphans = (int(x) for x in out["stdout"].split())
+    parents = [(_stat(p) or ("gone", 0))[1] for p in orphans]
+    assert parents == [runner, runner], (runner, parents)  # not PID 1: the runner's now
+    deadline = time.monotonic() + 10
+    while any(_stat(p) is not None for p in orphans) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [_stat(p) for p in orphans] == [None, None], "the orphans were not reaped"
+    # and the runner steals no status from the shells it waits for itself
+    codes = [sh.run(f"sleep 0.{i % 3}; exit {i}")["exit_code"] for i in range(1, 13)]
+    assert codes == list(range(1, 13))
+    out = sh.run("kill -9 $$")
+    assert out["exit_code"] == 137
+    time.sleep(0.6)  # two reaper ticks
+    assert _zombies_of(runner) == []

@@ -162,9 +162,14 @@ def test_terminal_orphans_are_reaped(tmp_path):
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.02)
             job = int(bytes(term.scrollback).split(b"job=")[1].split()[0])
-            await asyncio.sleep(0)
-            gone = gone_within(job, 5)
-            own_gone = gone_within(term.pid, 5)
+
+            async def gone(pid):  # the loop must run: the terminal reaps its pid on it
+                deadline = time.monotonic() + 5
+                while stat(pid) is not None and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+                return stat(pid) is None
+
+            gone, own_gone = await gone(job), await gone(term.pid)
             return {"job_gone": gone, "term_gone": own_gone,
                     "owned": sorted(reaper.REAPER._own)}
 
