@@ -186,3 +186,15 @@ def test_host_that_does_not_answer_is_504(world):
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
     assert world.alice.get(f"/v1/hosts/{world.host_b}/filesystem").status_code == 200
+
+
+def test_too_long_paths_and_symlink_loops_are_400(world, tmp_path):
+    hid = world.host_a
+    for raw in ("a/" * 3000, "tmp/" + "x" * 256):
+        r = world.alice.get(f"/v1/hosts/{hid}/filesystem/{raw}")
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_path", r.text
+        assert "too long" in r.json()["error"]["message"]
+    loop = tmp_path / "loop"
+    os.symlink(loop, loop)
+    r = world.alice.get(f"/v1/hosts/{hid}/filesystem{loop}")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_path", r.text
