@@ -23,6 +23,7 @@ from omnigent.machine import describe_machine
 
 # Fault injection for tests: a failure after the worktree exists cannot be produced for
 # real on a healthy machine, so a node started with this variable set fails that step.
+# It is that node's environment, not a server setting; read only in `launch_runner`.
 FAULT_ENV = "OMNIGENT_FAULT_RUNNER_START"
 
 
@@ -96,9 +97,10 @@ class HostActor:
 
     def launch_runner(
         self, runner_id: str, session_id: str, workspace: str, git: dict | None,
-        binding_token: str,
+        binding_token: str, runner_settings: dict | None = None,
     ) -> dict:
-        """Start a RunnerActor on this node; on any failure undo everything and raise."""
+        """Start a RunnerActor on this node; on any failure undo everything and raise.
+        `runner_settings`: the server's Settings.runner_settings()."""
         cwd = self._resolve_workspace(workspace)
         tree = None
         runner = None
@@ -113,7 +115,8 @@ class HostActor:
 
             runner = RemoteRunner.options(
                 **options.runner_options(self.namespace, runner_id, self.node_id)
-            ).remote(runner_id, session_id, self.host_id, tree.path if tree else cwd, binding_token)
+            ).remote(runner_id, session_id, self.host_id, tree.path if tree else cwd, binding_token,
+                     **(runner_settings or {}))
             try:
                 info = ray.get(runner.hello.remote(), timeout=30)
             except ray.exceptions.GetTimeoutError:

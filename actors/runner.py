@@ -26,9 +26,6 @@ from omnigent.env.changes import ChangeTracker
 from omnigent.env.terminals import MAX_TERMINALS, Terminals
 from omnigent.machine import owner_environment
 
-RECONCILE_ENV = "OMNIGENT_RECONCILE_S"
-MAX_TERMINALS_ENV = "OMNIGENT_MAX_TERMINALS"  # live terminals per runner, on the host
-
 
 def runner_state_dir(namespace: str, runner_id: str = "") -> str:
     """Where a runner keeps its baseline on the host (removed when it stops); without a
@@ -38,8 +35,10 @@ def runner_state_dir(namespace: str, runner_id: str = "") -> str:
 
 class RunnerActor:
     def __init__(
-        self, runner_id: str, session_id: str, host_id: str, cwd: str, binding_token: str
+        self, runner_id: str, session_id: str, host_id: str, cwd: str, binding_token: str,
+        max_terminals: int = MAX_TERMINALS, reconcile_s: float = 30.0,
     ) -> None:
+        # max_terminals, reconcile_s: the server's settings (Settings.runner_settings)
         os.chdir(cwd)
         # The data path's thread shares the GIL with Ray's threads in this process; a
         # shorter switch interval keeps a keystroke from waiting up to 5 ms for it.
@@ -49,6 +48,7 @@ class RunnerActor:
         self.host_id = host_id
         self.root = os.path.realpath(cwd)
         self._binding_token = binding_token
+        self.max_terminals = max_terminals
         # Programs run for the session (shells, terminals) get the machine owner's
         # environment, not this Ray worker's (see omnigent.machine.owner_environment).
         self.child_env = owner_environment()
@@ -62,7 +62,7 @@ class RunnerActor:
         self._declared: dict | None = None
         self.tracker = ChangeTracker(
             self.root, runner_state_dir(ray.get_runtime_context().namespace, runner_id),
-            reconcile_s=float(os.environ.get(RECONCILE_ENV, "30")))
+            reconcile_s=reconcile_s)
         self.tracker.start()
         self._data = KeyedServer(ray.util.get_node_ip_address(), secrets.token_urlsafe(32),
                                  runner_app(self), name="runner-data")
@@ -107,7 +107,7 @@ class RunnerActor:
             if self._terminals is None:
                 self._terminals = Terminals(
                     self.root, self.session_id, declared,
-                    max_terminals=int(os.environ.get(MAX_TERMINALS_ENV, MAX_TERMINALS)),
+                    max_terminals=self.max_terminals,
                     env=self.child_env)
         return self._terminals
 

@@ -40,7 +40,7 @@ class SessionActor:
                 raise HostOffline("the host is offline")
             info = await call(
                 host.launch_runner.remote(runner_id, self.session_id, workspace, git,
-                                          binding_token),
+                                          binding_token, self.settings.runner_settings()),
                 timeout=self.settings.launch_timeout_s,
                 unreachable=lambda: HostOffline("the host went offline during the launch"),
                 timeout_error=lambda: UpstreamTimeout("the host did not start the runner in time"),

@@ -10,7 +10,9 @@ import signal
 import sys
 from pathlib import Path
 
-from omnigent.config import DEFAULT_PORT, Settings, state_dir
+from pydantic import ValidationError
+
+from omnigent.config import Settings, describe_error, local_user, state_dir
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,9 +20,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="start the server (embedded Ray, or on a cluster)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--port", type=int, help="the API's port (default: $OMNIGENT_PORT, else "
+                   "6767)")
     p.add_argument("--address", help="deploy on this running Ray cluster (detached) instead")
-    p.add_argument("--host", default="127.0.0.1", help="address the API listens on")
+    p.add_argument("--host", help="address the API listens on (default: $OMNIGENT_HOST, else "
+                   "127.0.0.1)")
     p.add_argument("--node-ip-address", help="this node's IP address in the Ray cluster")
 
     p = sub.add_parser("stop", help="stop the server of this state dir")
@@ -61,21 +65,27 @@ def main(argv: list[str] | None = None) -> int:
         _parser().error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    if args.command in ("serve", "stop", "token"):
+        flags = {"host": getattr(args, "host", None), "port": getattr(args, "port", None)}
+        try:  # the one place the server's settings are read
+            settings = Settings.from_env(**{k: v for k, v in flags.items() if v is not None})
+        except ValidationError as exc:
+            print(f"omnigent: {describe_error(exc)}", file=sys.stderr)
+            return 2
     if args.command == "serve":
         from omnigent.server import serve
 
-        return serve(args.port, args.address, args.host, args.node_ip_address)
+        return serve(settings, args.address, args.node_ip_address)
     if args.command == "stop":
         from omnigent.server import stop
 
-        return stop(args.address, stop_nodes=args.nodes)
+        return stop(settings, args.address, stop_nodes=args.nodes)
     if args.command == "host":
         return run_host(args)
     if args.command == "join-line":
         return print_join_line(args.user)
     if args.command == "ray-start":
         from omnigent.raynode import ray_start
-        from omnigent.server import local_user
 
         owners = dict(o.split("=", 1) for o in args.worker_owner if "=" in o)
         return ray_start([a for a in rest if a != "--"],
@@ -88,14 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         return ray_stop()
     if args.command == "cluster-setup":
         return cluster_setup()
-    return create_token(args.user)
+    return create_token(settings, args.user)
 
 
 def _valid_user(user: str) -> bool:
     return bool(user) and user.replace("-", "").replace("_", "").replace(".", "").isalnum()
 
 
-def create_token(user: str) -> int:
+def create_token(settings: Settings, user: str) -> int:
     """Writes to the store directly: works whether or not the server is running."""
     from omnigent.ids import new_token
     from omnigent.store import Store
@@ -103,7 +113,6 @@ def create_token(user: str) -> int:
     if not _valid_user(user):
         print("user names are letters, digits, '-', '_' and '.'", file=sys.stderr)
         return 2
-    settings = Settings(state_dir=str(state_dir()))
     store = Store(settings.db_path)
     token = new_token()
     store.add_token(user, token)
@@ -118,7 +127,7 @@ def print_join_line(user: str | None) -> int:
 
     from omnigent.credentials import server_secret
     from omnigent.domain.enrollment import join_key
-    from omnigent.server import join_line, local_user
+    from omnigent.server import join_line
 
     user = user or local_user()
     if not _valid_user(user):
@@ -136,6 +145,8 @@ def print_join_line(user: str | None) -> int:
 
 
 def _read_secret(flag: str | None, env: str, default: Path) -> str | None:
+    """For `omnigent host`: a credential of the host's user (`OMNIGENT_TOKEN` in its own
+    environment, not a server setting; read only here)."""
     if flag:
         return Path(flag).read_text().strip()
     if os.environ.get(env):
@@ -144,7 +155,7 @@ def _read_secret(flag: str | None, env: str, default: Path) -> str | None:
 
 
 def run_host(args: argparse.Namespace) -> int:
-    from omnigent.credentials import ray_auth_env
+    from omnigent.credentials import ray_auth_env, ray_auth_given
     from omnigent.daemon import HostDaemon, RegistrationRefused
 
     token = _read_secret(args.token_file, "OMNIGENT_TOKEN", state_dir() / "token")
@@ -153,7 +164,7 @@ def run_host(args: argparse.Namespace) -> int:
         return 2
     if args.ray_token_file:
         ray_auth = ray_auth_env(os.path.abspath(args.ray_token_file))
-    elif os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+    elif any(ray_auth_given()):
         ray_auth = {"RAY_AUTH_MODE": "token"}
     elif (state_dir() / "ray_token").exists():
         ray_auth = ray_auth_env(state_dir() / "ray_token")

@@ -56,6 +56,14 @@ def ray_auth_env(token_path: Path | str) -> dict[str, str]:
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path)}
 
 
+def ray_auth_given() -> tuple[str | None, str | None]:
+    """The cluster token this process was given in its environment: (`RAY_AUTH_TOKEN`,
+    `RAY_AUTH_TOKEN_PATH`), each None if unset. The process's (a node's, a driver's) own
+    environment, not a server setting: the one function that reads it."""
+    token = (os.environ.get("RAY_AUTH_TOKEN") or "").strip()
+    return token or None, os.environ.get("RAY_AUTH_TOKEN_PATH") or None
+
+
 def use_ray_token(state_dir: Path, remember: bool = False) -> None:
     """Make this process (a driver) and its children use token auth: the token given in
     the environment if any (kept in the state dir's token file when `remember`, so that
@@ -66,14 +74,13 @@ def use_ray_token(state_dir: Path, remember: bool = False) -> None:
     if given is None:
         os.environ.pop("RAY_AUTH_TOKEN", None)
         os.environ["RAY_AUTH_TOKEN_PATH"] = str(ensure_ray_token(state_dir))
-    elif remember and os.path.realpath(os.environ.get("RAY_AUTH_TOKEN_PATH", "")) != \
-            os.path.realpath(path):
+    elif remember and os.path.realpath(ray_auth_given()[1] or "") != os.path.realpath(path):
         write_private(path, given + "\n")
 
 
 def current_ray_token() -> str | None:
     """The token this process uses (for printing a join line)."""
-    if os.environ.get("RAY_AUTH_TOKEN"):
-        return os.environ["RAY_AUTH_TOKEN"].strip()
-    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    token, path = ray_auth_given()
+    if token:
+        return token
     return Path(path).read_text().strip() if path and Path(path).exists() else None

@@ -47,6 +47,8 @@ def _memory_bytes() -> int | None:
 
 
 def describe_machine() -> dict:
+    # The node's own environment (its owner's `ray start`), not the server's settings:
+    # the join key and the host's name are read here and nowhere else.
     home = os.path.expanduser("~")
     return {
         "machine_id": machine_id(home), "join_key": os.environ.get(JOIN_ENV),

@@ -39,7 +39,8 @@ NODE_FILE = "ray-node.json"
 
 
 def ssh_server_address() -> str | None:
-    """The address this machine was reached at, if this runs in an SSH session."""
+    """The address this machine was reached at, if this runs in an SSH session (the
+    node's environment, not a server setting: the one place SSH_CONNECTION is read)."""
     parts = os.environ.get("SSH_CONNECTION", "").split()
     return parts[2] if len(parts) == 4 else None
 

@@ -16,7 +16,6 @@ other machines join with a join line (see omnigent.domain.enrollment).
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import signal
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from omnigent.config import Settings, code_version, state_dir
+from omnigent.config import Settings
 from omnigent.credentials import (
     current_ray_token,
     server_secret,
@@ -42,12 +41,6 @@ HEALTH_CHECKS = {
     "health_check_period_ms": 1000, "health_check_timeout_ms": 1000,
     "health_check_failure_threshold": 3, "health_check_initial_delay_ms": 1000,
 }
-
-
-def local_user() -> str:
-    """The local user's name, as a token user name (letters, digits, '-', '_', '.')."""
-    name = getpass.getuser()
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "local"
 
 
 def ensure_local_token(settings: Settings, user: str) -> str:
@@ -67,23 +60,14 @@ def ensure_local_token(settings: Settings, user: str) -> str:
     return token
 
 
-def make_settings(bind_host: str, port: int) -> Settings:
-    return Settings(
-        state_dir=str(state_dir()), host=bind_host, port=port, admin_user=local_user(),
-        code_version=code_version(),
-        session_idle_s=float(os.environ.get("OMNIGENT_SESSION_IDLE_S", 300)),
-        file_cap_bytes=int(os.environ.get("OMNIGENT_FILE_CAP_BYTES", 1024 ** 3)))
-
-
-def _init_ray(address: str | None, node_ip: str | None, namespace: str) -> None:
+def _init_ray(address: str | None, node_ip: str | None, settings: Settings) -> None:
     import ray
 
-    kwargs: dict = dict(namespace=namespace, include_dashboard=False, log_to_driver=False,
-                        configure_logging=True, logging_level="WARNING")
+    kwargs: dict = dict(namespace=settings.namespace, include_dashboard=False,
+                        log_to_driver=False, configure_logging=True, logging_level="WARNING")
     if address is None:
         kwargs.update(address="local", _system_config=HEALTH_CHECKS,
-                      object_store_memory=int(os.environ.get("OMNIGENT_OBJECT_STORE_BYTES",
-                                                             200 * 2**20)))
+                      object_store_memory=settings.object_store_bytes)
     else:
         kwargs["address"] = address
     if node_ip:
@@ -200,9 +184,9 @@ def join_line(ray_address: str, key: str, ray_token: str | None) -> str:
     return f"{auth}{JOIN_ENV}={key} ray start --address={ray_address}"
 
 
-def serve(port: int, address: str | None, bind_host: str, node_ip: str | None) -> int:
+def serve(settings: Settings, address: str | None, node_ip: str | None) -> int:
+    """`omnigent serve` with the settings the CLI read (Settings.from_env)."""
     t0 = time.monotonic()
-    settings = make_settings(bind_host, port)
     state = Path(settings.state_dir)
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     use_ray_token(state, remember=True)  # before Ray is imported: it reads them then
@@ -210,11 +194,11 @@ def serve(port: int, address: str | None, bind_host: str, node_ip: str | None) -
 
     server_secret(state)  # made before the ControlActor reads it
     token = ensure_local_token(settings, settings.admin_user)
-    _init_ray(address, node_ip or _recorded_node_ip(state, address), settings.namespace)
+    _init_ray(address, node_ip or _recorded_node_ip(state, address), settings)
     outcome = deploy(settings)
     ctx = ray.get_runtime_context()
     node_ip = ray.util.get_node_ip_address()
-    url = public_url(bind_host, port, node_ip)
+    url = public_url(settings.host, settings.port, node_ip)
     host_id = ray.get(_get_actor("control", settings.namespace).own_host.remote())["id"]
     info = {"url": url, "ray_address": ctx.gcs_address, "namespace": settings.namespace,
             "pid": os.getpid() if address is None else None, "embedded": address is None,
@@ -298,10 +282,10 @@ def stop_server(settings: Settings, stop_nodes: bool = False) -> bool:
     return True
 
 
-def stop(address: str | None, stop_nodes: bool = False) -> int:
+def stop(settings: Settings, address: str | None, stop_nodes: bool = False) -> int:
     """`omnigent stop`: an embedded server is sent SIGTERM; one on a cluster is stopped
     through Ray."""
-    state = state_dir()
+    state = Path(settings.state_dir)
     try:
         info = json.loads((state / "server.json").read_text())
     except (OSError, ValueError):
@@ -311,9 +295,8 @@ def stop(address: str | None, stop_nodes: bool = False) -> int:
     use_ray_token(state)  # before Ray is imported
     import ray
 
-    settings = make_settings("127.0.0.1", 0)
     _init_ray(address or info.get("ray_address") or "auto", _recorded_node_ip(state, "x"),
-              settings.namespace)
+              settings)
     stopped = stop_server(settings, stop_nodes)
     ray.shutdown()
     print("server stopped" if stopped else "no server of this state dir runs on the cluster",

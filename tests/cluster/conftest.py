@@ -13,8 +13,6 @@ import pytest
 
 from tests.procs import RayNode, Server, make_home
 
-pytestmark = pytest.mark.cluster
-
 
 @dataclass
 class World:
