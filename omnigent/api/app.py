@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from omnigent import __version__
 from omnigent.api.auth import AuthMiddleware
 from omnigent.api.docs import install_openapi
+from omnigent.api.methods import method_not_allowed
 from omnigent.api.responses import Json
 from omnigent.api.routes import files, hosts, resources, sessions, terminals
 from omnigent.http_errors import install_error_handlers
@@ -24,6 +26,11 @@ def create_app() -> FastAPI:
     app.include_router(terminals.router)
     app.include_router(resources.router)
     install_openapi(app)
+
+    @app.exception_handler(405)
+    async def _method_not_allowed(request: Request, exc: StarletteHTTPException):
+        fallback = (getattr(exc, "headers", None) or {}).get("Allow")
+        return method_not_allowed(request.app, request.scope["path"], fallback)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:

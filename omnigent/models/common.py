@@ -6,6 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+NO_NUL = "^[^\\x00]*$"  # a string without NUL
+ENV_NAME = "^[^\\x00=]+$"  # an environment variable's name
+
 
 class ErrorDetail(BaseModel):
     loc: list[str | int]

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from omnigent.models.common import ListEnvelope
+from omnigent.models.common import NO_NUL, ListEnvelope
 
 ResourceType = Literal["environment", "terminal", "file"]
 Encoding = Literal["utf-8", "base64"]
@@ -35,12 +35,14 @@ class ResourceDeleted(BaseModel):
 
 # terminals ---------------------------------------------------------------------------
 class TerminalCreate(BaseModel):
+    model_config = ConfigDict(strict=True)
     terminal: str = Field(min_length=1, max_length=64, examples=["shell"],
                           description="A terminal name the session's agent spec declares.")
     session_key: str = Field(min_length=1, max_length=64, examples=["main"])
 
 
 class TerminalTransfer(BaseModel):
+    model_config = ConfigDict(strict=True)
     target_session_id: str = Field(min_length=1, max_length=100, examples=["conv_new456"])
 
 
@@ -71,7 +73,14 @@ class FileContent(BaseModel):
     content: str
 
 
+BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
 class WriteFile(BaseModel):
+    # base64 content must be base64 (else 400 `invalid_content`): said in the schema too
+    model_config = ConfigDict(strict=True, json_schema_extra={
+        "if": {"properties": {"encoding": {"const": "base64"}}, "required": ["encoding"]},
+        "then": {"properties": {"content": {"pattern": BASE64}}}})
     content: str = Field(examples=["print('hello world')\n"])
     encoding: Encoding = "utf-8"
 
@@ -87,6 +96,7 @@ class WriteResult(BaseModel):
 
 
 class EditFile(BaseModel):
+    model_config = ConfigDict(strict=True)
     old_text: str = Field(min_length=1, examples=["hello world"])
     new_text: str = Field(examples=["goodbye world"])
 
@@ -146,7 +156,10 @@ class SearchResult(ListEnvelope):
 
 
 class ShellCommand(BaseModel):
-    command: str = Field(min_length=1, max_length=1024 * 1024, examples=["npm test"])
+    model_config = ConfigDict(strict=True)
+    # a NUL is refused by the runner (400 `invalid_command`); the schema says so
+    command: str = Field(min_length=1, max_length=1024 * 1024, examples=["npm test"],
+                         json_schema_extra={"pattern": NO_NUL})
     timeout: float = Field(default=120, ge=1, le=3600, description="Seconds.")
 
 

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from omnigent.domain.branches import validate_branch_name
-from omnigent.models.common import ListEnvelope
+from omnigent.models.common import ENV_NAME, NO_NUL, ListEnvelope
+
+
+def _string(**schema: Any) -> dict[str, Any]:
+    return {"type": "string", **schema}
+
+
+# The rules of `git check-ref-format --branch`, as omnigent.domain.branches checks them
+# (400 `invalid_branch`), told to clients (and fuzzers) as JSON Schema.
+BRANCH_SCHEMA: dict[str, Any] = {
+    "minLength": 1, "maxLength": 200, "pattern": r"^[^\x00-\x20\x7f~^:?*\[\\]+$",
+    "not": {"anyOf": [_string(pattern=p) for p in (
+        r"^-", r"^/", r"/$", r"//", r"\.$", r"\.lock$", r"\.lock/", r"\.\.", r"@\{",
+        r"^@$", r"(^|/)\.", r"^HEAD$")]},
+}
+STRICT = ConfigDict(strict=True)  # request bodies: `0` is not `false`, `"1"` is not `1`
 
 SessionStatus = Literal["idle", "launching", "running", "runner_exited", "runner_failed"]
 
 
 class TerminalSpec(BaseModel):
     model_config = ConfigDict(extra="allow")
-    command: str = Field(min_length=1, examples=["bash"])
-    args: list[str] = []
-    env: dict[str, str] = {}
+    # what no exec() can take is refused when the spec is given (422)
+    command: str = Field(min_length=1, examples=["bash"], pattern=NO_NUL)
+    args: list[Annotated[str, Field(pattern=NO_NUL)]] = []
+    env: dict[Annotated[str, Field(pattern=ENV_NAME)], Annotated[str, Field(pattern=NO_NUL)]] = (
+        Field(default={}, json_schema_extra={"additionalProperties": False}))
     scrollback: int | None = Field(default=None, ge=1024, le=64 * 2**20,
                                    description="Bytes of output replayed on attach.")
 
@@ -30,8 +47,10 @@ class AgentSpec(BaseModel):
 
 
 class GitOptions(BaseModel):
-    branch_name: str = Field(examples=["agent/fix-login"])
-    base_branch: str | None = None
+    model_config = STRICT
+    branch_name: str = Field(examples=["agent/fix-login"], json_schema_extra=BRANCH_SCHEMA)
+    base_branch: str | None = Field(default=None, json_schema_extra={
+        "anyOf": [_string(**BRANCH_SCHEMA), {"type": "null"}]})
     existing_worktree: bool = False
 
     @field_validator("branch_name")
@@ -46,6 +65,7 @@ class GitOptions(BaseModel):
 
 
 class SessionCreate(BaseModel):
+    model_config = STRICT
     title: str | None = Field(default=None, max_length=1000, examples=["fix the login bug"])
     agent: AgentSpec
     host_id: str | None = Field(default=None, description="Launch a runner there at once.")
@@ -82,6 +102,7 @@ class SessionDeleted(BaseModel):
 
 
 class RunnerCreate(BaseModel):
+    model_config = STRICT
     session_id: str = Field(min_length=1, examples=["conv_3fa9c2d1e4b5"])
     workspace: str = Field(min_length=1, examples=["/home/alice/project"])
     git: GitOptions | None = None

@@ -94,6 +94,18 @@ def config_text(ids: dict, spare: dict | None, report_dir: Path,
     ]
     lines += [f"{json.dumps('path.' + k)} = {_toml(v)}" for k, v in ids.items()]
     text = "\n".join(lines) + "\n"
+    # Rules that depend on the server's state, not on the request's shape, which CONTRACT.md
+    # answers with 400 and no schema can express: a terminal name the session's agent spec
+    # does not declare (`terminal_not_declared`), and git options against the workspace's
+    # repository as it is (a branch that exists, an unknown base, not a repository).
+    accept = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
+    for method, path, code in (("POST", res + "/terminals", "terminal_not_declared"),
+                               ("POST", "/v1/sessions", "git state"),
+                               ("POST", "/v1/hosts/{host_id}/runners", "git state")):
+        text += ("\n[[operations]]\n"
+                 f"include-name = {_toml(f'{method} {path}')}  # 400: {code}\n"
+                 "checks = {positive_data_acceptance = {expected-statuses = "
+                 f"{_toml(accept + ['400'])}}}}}\n")
     if spare is None:
         return text
     text += op("/v1/sessions/{session_id}", "DELETE", session_id=spare["session_id"])

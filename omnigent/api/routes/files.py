@@ -29,7 +29,7 @@ _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-da
         "file": {"type": "string", "format": "binary",
                  "description": "The file; its part's filename and content type are kept."}}}}}}}
 _CONTENT = {200: {"description": "The file's bytes, with its own Content-Type",
-                  "content": {"application/octet-stream": {
+                  "content": {"*/*": {
                       "schema": {"type": "string", "format": "binary"}}}},
             206: {"description": "The requested range of the bytes (`Range`)"},
             304: {"description": "Not modified (`If-None-Match` matched the ETag)"},

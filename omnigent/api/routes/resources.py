@@ -18,8 +18,9 @@ from starlette.responses import Response
 
 from actors.calls import call
 from omnigent.api.deps import AppState, current_user, state
+from omnigent.api.methods import documented_methods, method_not_allowed
 from omnigent.api.responses import Json
-from omnigent.errors import ControlUnavailable, InvalidRequest, PayloadTooLarge
+from omnigent.errors import ControlUnavailable, InvalidRequest, NotFound, PayloadTooLarge
 from omnigent.models import ResourceList, ResourcePublic
 from omnigent.models.common import error_responses
 
@@ -85,6 +86,12 @@ async def get_resource(session_id: str, resource_id: str, request: Request, user
 @router.api_route("{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                   include_in_schema=False)
 async def forward(session_id: str, rest: str, request: Request, user: User, st: State):
+    """Everything the runner answers (actors/runner_api.py), as the document lists it."""
+    methods = documented_methods(request.app).allowed(request.scope["path"])
+    if not methods:
+        raise NotFound("no such resource route")
+    if request.method not in methods:
+        return method_not_allowed(request.app, request.scope["path"])
     status, data, headers = await _forward(session_id, rest, request, user, st)
     return Response(data, status, headers=headers)
 
