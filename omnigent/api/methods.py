@@ -15,7 +15,7 @@ def _regex(template: str) -> re.Pattern[str]:
     out, last = [], 0
     for m in _PARAM.finditer(template):
         out.append(re.escape(template[last:m.start()]))
-        out.append(".+" if m.group(1) == "path" else "[^/]+")  # `{path}`: a path converter
+        out.append(".*" if m.group(1) == "path" else "[^/]+")  # `{path}`: a path converter
         last = m.end()
     out.append(re.escape(template[last:]))
     return re.compile("".join(out))

@@ -992,25 +992,18 @@ def test_a_flood_does_not_hold_up_the_api(world, sess):
     assert quiet_s < 2.0, f"another terminal took {quiet_s:.2f}s to echo during a flood"
 
 
-def test_a_spec_exec_cannot_take_is_400_invalid_command(world):
-    """A declared terminal whose args or env hold a NUL byte (or an env name with '=')
-    is refused before anything is forked; the declared good one still launches."""
-    agent = {"name": "bad-terminals", "terminals": {
-        "nul_arg": {"command": "bash", "args": ["-c", "echo a\u0000b"]},
-        "nul_env": {"command": "bash", "env": {"X": "a\u0000b"}},
-        "eq_env": {"command": "bash", "env": {"A=B": "1"}},
-        "shell": BASH}}
-    ws = make_workspace(world.node_a.home, prefix="term-bad-")
-    sid = new_session(world.alice, agent=agent)["id"]
-    try:
-        r = launch(world.alice, world.host_a, sid, ws)
-        assert r.status_code == 200, r.text
-        for name in ("nul_arg", "nul_env", "eq_env"):
-            r = world.alice.post(turl(sid), json={"terminal": name, "session_key": "k"})
-            assert r.status_code == 400 and error_code(r) == "invalid_command", (name, r.text)
-            assert name in r.json()["error"]["message"]
-        assert list_ids(world.alice, sid) == []
-        tid = open_term(world.alice, sid, "k")
-        assert world.alice.delete(turl(sid, f"/{tid}")).status_code == 200
-    finally:
-        world.alice.delete(f"/v1/sessions/{sid}")
+def test_a_spec_exec_cannot_take_is_refused_when_given(world):
+    """A declared terminal whose command, args or env hold a NUL byte (or an env name with
+    '=') is refused when the session is created (422, nothing stored); the runner refuses
+    them too (400 `invalid_command`, tests/unit/test_env_terminals.py)."""
+    for name, spec in (("nul_cmd", {"command": "ba\u0000sh"}),
+                       ("nul_arg", {"command": "bash", "args": ["-c", "echo a\u0000b"]}),
+                       ("nul_env", {"command": "bash", "env": {"X": "a\u0000b"}}),
+                       ("eq_env", {"command": "bash", "env": {"A=B": "1"}})):
+        before = world.alice.get("/v1/sessions", params={"limit": 1000}).json()["data"]
+        r = world.alice.post("/v1/sessions", json={
+            "agent": {"name": "bad-terminals", "terminals": {name: spec, "shell": BASH}}})
+        assert r.status_code == 422 and error_code(r) == "validation_error", (name, r.text)
+        assert "terminals" in r.json()["error"]["message"]
+        after = world.alice.get("/v1/sessions", params={"limit": 1000}).json()["data"]
+        assert len(after) == len(before)
