@@ -31,14 +31,13 @@ from omnigent.errors import (
     TerminalNotFound,
     TooManyTerminals,
 )
+from omnigent.wire import CLOSE_GONE, CLOSE_SLOW
 
 SCROLLBACK = 1024 * 1024      # bytes of recent output replayed to a new client
 CLIENT_BUDGET = 4 * 1024 * 1024  # unsent bytes a client may fall behind before it is dropped
 MAX_TERMINALS = 16            # live terminals per runner
 READ_SIZE = 64 * 1024
 MAX_READS = 64                # reads gathered into one piece of output
-CLOSE_SLOW = 1013
-CLOSE_GONE = 4404
 _DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
                     signal.SIGHUP, signal.SIGCHLD, signal.SIGXFSZ, signal.SIGTSTP,
                     signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2)
