@@ -70,7 +70,7 @@ class HostActor:
         """Stop this machine's Ray node if `omnigent ray-start` started it (`ray down` of
         a `ray up` cluster: the launcher itself leaves worker nodes running). The stop
         runs in a process of its own, since it ends this actor too."""
-        from omnigent.raynode import started_by_omnigent
+        from omnigent.nodeprocs import started_by_omnigent
 
         if not started_by_omnigent():
             return False

@@ -24,18 +24,22 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from omnigent.config import state_dir
 from omnigent.credentials import ensure_ray_token, ray_auth_env, server_secret, write_private
 from omnigent.domain.enrollment import JOIN_ENV, join_key
-
-MARK_ENV = "OMNIGENT_RAY_NODE"
-NODE_FILE = "ray-node.json"
+from omnigent.nodeprocs import (
+    MARK_ENV,
+    NODE_FILE,
+    cli_arg,
+    descendants,
+    marked_processes,
+    our_raylet,
+    stop_processes,
+)
 
 
 def ssh_server_address() -> str | None:
@@ -83,28 +87,23 @@ def ray_start(ray_args: list[str], *, shared: Path | None, owners: dict[str, str
             return 2
         env[JOIN_ENV] = take_shared_secrets(shared, node_ip)
     env.update(ray_auth_env(state / "ray_token"))
-    address = _arg(ray_args, "--address")
-    running = _our_raylet()
+    address = cli_arg(ray_args, "--address")
+    running = our_raylet()
     if running is not None:
         if head or _same_cluster(running, address, env):
             print(f"this machine's Ray node is already running (pid {running['pid']})",
                   flush=True)
             return 0
         print("stopping this machine's node of a cluster that is gone", flush=True)
-        stop_processes(_descendants([running["pid"], *_marked(running["mark"])]))
+        stop_processes(descendants([running["pid"], *marked_processes(running["mark"])]))
     mark = secrets.token_hex(8)
     env[MARK_ENV] = mark
     argv = [_ray_bin(), "start", *ray_args, "--disable-usage-stats"]
-    if node_ip and _arg(ray_args, "--node-ip-address") is None:
+    if node_ip and cli_arg(ray_args, "--node-ip-address") is None:
         argv.append(f"--node-ip-address={node_ip}")
     write_private(state / NODE_FILE, json.dumps(
         {"mark": mark, "node_ip": node_ip, "head": head, "address": address}) + "\n")
     return subprocess.run(argv, env=env).returncode
-
-
-def started_by_omnigent() -> bool:
-    """Is this machine's Ray node (the one this process runs on) one ray-start started?"""
-    return _our_raylet() is not None
 
 
 def ray_stop() -> int:
@@ -121,77 +120,16 @@ def ray_stop() -> int:
                            timeout=90)
         except subprocess.TimeoutExpired:
             print("the server did not stop in time; stopping the node anyway", flush=True)
-    pids = [p for p in _descendants(_marked(node["mark"])) if p != os.getpid()]
+    pids = [p for p in descendants(marked_processes(node["mark"])) if p != os.getpid()]
     stop_processes(pids)
     print(f"stopped {len(pids)} Ray processes started by omnigent", flush=True)
     return 0
-
-
-def stop_processes(pids: list[int], grace: float = 10.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(_alive(p) for p in pids):
-            time.sleep(0.1)
-
-
-def _arg(args: list[str], name: str) -> str | None:
-    for i, a in enumerate(args):
-        if a.startswith(name + "="):
-            return a.split("=", 1)[1]
-        if a == name and i + 1 < len(args):
-            return args[i + 1]
-    return None
 
 
 def _ray_bin() -> str:
     """The real `ray` beside this interpreter (the one on PATH may be the `ray stop` shim)."""
     beside = Path(sys.executable).with_name("ray")
     return str(beside) if beside.exists() else (shutil.which("ray") or "ray")
-
-
-def _proc_ids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def _environ(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
-
-
-def _marked(mark: str) -> list[int]:
-    """Processes started with our marker whose environment is still readable (the raylet
-    and GCS: Ray's Python processes rename themselves, which overwrites theirs)."""
-    needle = f"{MARK_ENV}={mark}".encode()
-    return [p for p in _proc_ids() if needle in _environ(p).split(b"\0")]
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
-
-
-def _our_raylet() -> dict | None:
-    try:
-        node = json.loads((state_dir() / NODE_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    for pid in _marked(node["mark"]):
-        argv = _cmdline(pid)
-        if argv and argv[0].endswith("/raylet") and _alive(pid):
-            return {"pid": pid, "mark": node["mark"], "session": _arg(argv, "--session-name"),
-                    "gcs": _arg(argv, "--gcs-address")}
-    return None
 
 
 def _same_cluster(raylet: dict, address: str | None, env: dict) -> bool:
@@ -210,33 +148,3 @@ def _same_cluster(raylet: dict, address: str | None, env: dict) -> bool:
     return out.returncode == 0 and out.stdout.strip() == raylet["session"]
 
 
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for pid in _proc_ids():
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        kids.setdefault(ppid, []).append(pid)
-    return kids
-
-
-def _descendants(roots: list[int]) -> list[int]:
-    kids = _children()
-    found: list[int] = []
-    todo = list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.append(pid)
-            todo.extend(kids.get(pid, []))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False

@@ -3,7 +3,7 @@
 import os
 import stat
 
-from omnigent import raynode
+from omnigent import nodeprocs, raynode
 from omnigent.credentials import server_secret
 from omnigent.domain.enrollment import join_key, join_key_owner
 
@@ -17,9 +17,9 @@ def test_address_is_where_ssh_reached_us(monkeypatch):
 
 def test_arg_lookup():
     args = ["--head", "--port=6379", "--address", "h:1"]
-    assert raynode._arg(args, "--port") == "6379"
-    assert raynode._arg(args, "--address") == "h:1"
-    assert raynode._arg(args, "--node-ip-address") is None
+    assert nodeprocs.cli_arg(args, "--port") == "6379"
+    assert nodeprocs.cli_arg(args, "--address") == "h:1"
+    assert nodeprocs.cli_arg(args, "--node-ip-address") is None
 
 
 def test_head_shares_token_and_join_keys_privately(tmp_path, monkeypatch):
