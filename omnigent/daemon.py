@@ -23,7 +23,7 @@ import httpx
 
 from omnigent.domain.enrollment import JOIN_ENV, host_id_for
 from omnigent.machine import machine_id
-from omnigent.raynode import _ray_bin
+from omnigent.nodeprocs import ray_bin
 
 log = logging.getLogger("omnigent.host")
 
@@ -97,7 +97,7 @@ class HostDaemon:
                 pass  # the server is restarting: keep the node until we know
 
     def _start_node(self, cluster: dict) -> subprocess.Popen:
-        argv = [_ray_bin(), "start", f"--address={cluster['ray_address']}", "--block",
+        argv = [ray_bin(), "start", f"--address={cluster['ray_address']}", "--block",
                 "--disable-usage-stats"]
         if self.node_ip:
             argv.append(f"--node-ip-address={self.node_ip}")

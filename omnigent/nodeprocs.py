@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import sys
 import time
+from pathlib import Path
 
 from omnigent.config import state_dir
 
@@ -112,3 +115,9 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def ray_bin() -> str:
+    """The real `ray` beside this interpreter (the one on PATH may be the `ray stop` shim)."""
+    beside = Path(sys.executable).with_name("ray")
+    return str(beside) if beside.exists() else (shutil.which("ray") or "ray")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +37,7 @@ from omnigent.nodeprocs import (
     descendants,
     marked_processes,
     our_raylet,
+    ray_bin,
     stop_processes,
 )
 
@@ -98,7 +98,7 @@ def ray_start(ray_args: list[str], *, shared: Path | None, owners: dict[str, str
         stop_processes(descendants([running["pid"], *marked_processes(running["mark"])]))
     mark = secrets.token_hex(8)
     env[MARK_ENV] = mark
-    argv = [_ray_bin(), "start", *ray_args, "--disable-usage-stats"]
+    argv = [ray_bin(), "start", *ray_args, "--disable-usage-stats"]
     if node_ip and cli_arg(ray_args, "--node-ip-address") is None:
         argv.append(f"--node-ip-address={node_ip}")
     write_private(state / NODE_FILE, json.dumps(
@@ -124,12 +124,6 @@ def ray_stop() -> int:
     stop_processes(pids)
     print(f"stopped {len(pids)} Ray processes started by omnigent", flush=True)
     return 0
-
-
-def _ray_bin() -> str:
-    """The real `ray` beside this interpreter (the one on PATH may be the `ray stop` shim)."""
-    beside = Path(sys.executable).with_name("ray")
-    return str(beside) if beside.exists() else (shutil.which("ray") or "ray")
 
 
 def _same_cluster(raylet: dict, address: str | None, env: dict) -> bool:
