@@ -122,7 +122,7 @@ class Server:
         self.proc: Proc | None = None
 
     def start(self, timeout: float = 180, address: str | None = None,
-              node_ip: str = SERVER_IP) -> "Server":
+              node_ip: str = SERVER_IP) -> Server:
         t0 = time.monotonic()
         attach = ["--address", address] if address else []
         self.proc = Proc([str(BIN / "omnigent"), "serve", "--port", str(self.port),
@@ -238,7 +238,7 @@ class RayNode:
 
         return host_id_for(self.owner, self.machine_id)
 
-    def wait_started(self, timeout: float = 90) -> "RayNode":
+    def wait_started(self, timeout: float = 90) -> RayNode:
         self.proc.wait_for(r"Ray runtime started|--block", timeout)
         return self
 

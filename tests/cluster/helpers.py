@@ -138,5 +138,5 @@ def error_code(r) -> str | None:
     """`error.code` of an httpx response (None if the body is not the error shape)."""
     try:
         return r.json()["error"]["code"]
-    except Exception:
+    except (ValueError, KeyError, TypeError):  # not JSON, or JSON of another shape
         return None

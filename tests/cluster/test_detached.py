@@ -36,7 +36,8 @@ def test_detached_server_adopt_upgrade_stop():
         first.wait_for(r"omnigent server started", 240)
         first.signal_group(signal.SIGKILL)
         first.popen.wait(10)
-        token = open(f"{server.home}/.omnigent/token").read().strip()
+        with open(f"{server.home}/.omnigent/token") as f:
+            token = f.read().strip()
         alice = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"},
                              timeout=60)
         for _ in range(20):  # answering well after the driver is gone

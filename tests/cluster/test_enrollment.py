@@ -105,8 +105,7 @@ def test_node_and_driver_without_the_cluster_token_are_refused(world):
         node.kill()
     for env in ({"RAY_AUTH_MODE": "disabled"},
                 {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "not-the-token"}):
-        code = ("import ray; ray.init(address=%r); print('CONNECTED')"
-                % world.server.ray_address)
+        code = f"import ray; ray.init(address={world.server.ray_address!r}); print('CONNECTED')"
         out = subprocess.run([str(BIN / "python"), "-c", code], capture_output=True, text=True,
                              env=base_env(make_home("driver"), **env), timeout=120)
         assert "CONNECTED" not in out.stdout, (env, out.stdout)

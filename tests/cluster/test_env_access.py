@@ -15,7 +15,13 @@ import httpx
 import pytest
 
 from tests.cluster.helpers import (
-    env_url, error_code, git, launched, make_workspace, new_session, put_files,
+    env_url,
+    error_code,
+    git,
+    launched,
+    make_workspace,
+    new_session,
+    put_files,
 )
 from tests.procs import RayNode
 

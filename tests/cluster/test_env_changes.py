@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.helpers import (
-    env_url, error_code, git, launched, make_workspace, put_files, raw_request,
+    env_url,
+    error_code,
+    git,
+    launched,
+    make_workspace,
+    put_files,
+    raw_request,
 )
 
 
@@ -71,7 +77,8 @@ def test_changes_from_every_writer_in_a_plain_directory(world, session):
 
     # the API
     assert c.put(env_url(sid, "/filesystem/api_new.txt"), json={"content": "n"}).status_code == 200
-    assert c.put(env_url(sid, "/filesystem/api_mod.txt"), json={"content": "new"}).status_code == 200
+    r = c.put(env_url(sid, "/filesystem/api_mod.txt"), json={"content": "new"})
+    assert r.status_code == 200
     assert c.delete(env_url(sid, "/filesystem/api_del.txt")).status_code == 200
     assert c.put(env_url(sid, "/filesystem/api_tmp.txt"), json={"content": "t"}).status_code == 200
     assert c.delete(env_url(sid, "/filesystem/api_tmp.txt")).status_code == 200

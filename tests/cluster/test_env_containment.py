@@ -11,7 +11,13 @@ from urllib.parse import quote
 import pytest
 
 from tests.cluster.helpers import (
-    env_url, error_code, launched, make_workspace, put_files, raw_get, raw_request,
+    env_url,
+    error_code,
+    launched,
+    make_workspace,
+    put_files,
+    raw_get,
+    raw_request,
 )
 
 SECRET = "top secret\n"

@@ -33,7 +33,6 @@ from tests.cluster.helpers import (
     new_session,
     pid_alive,
     put_files,
-    wait_status,
 )
 
 MiB = 1024 * 1024

@@ -50,7 +50,7 @@ async def step(name, fn):
     except OmnigentError as e:
         entry.update(ok=False, error={"type": type(e).__name__, "message": str(e)[:800],
                                       "status_code": e.status_code, "code": e.code})
-    except Exception as e:  # what the client raised besides its own errors (KeyError, …)
+    except Exception as e:  # noqa: BLE001 - anything else the client raised (KeyError, …)
         entry.update(ok=False, error={
             "type": type(e).__name__, "message": repr(e)[:800], "status_code": None,
             "code": None, "traceback": traceback.format_exc()[-1500:]})

@@ -1,4 +1,5 @@
-"""The contract's error body through a real FastAPI app (omnigent.http_errors.install_error_handlers)."""
+"""The contract's error body through a real FastAPI app
+(omnigent.http_errors.install_error_handlers)."""
 
 import pytest
 from fastapi import FastAPI

@@ -365,10 +365,9 @@ def test_git_ignored_files_are_listed(root, tracker):
 def test_mmap_write_found_after_reconcile(root, tracker):
     p = put(root, "data.bin", b"\x00" * 4096, mtime=OLD)
     t = tracker()
-    with open(p, "r+b") as f:
-        with mmap.mmap(f.fileno(), 0) as m:
-            m[0:5] = b"hello"
-            m.flush()
+    with open(p, "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
+        m[0:5] = b"hello"
+        m.flush()
     assert os.stat(p).st_mtime_ns != OLD * 10**9
     t.reconcile()
     assert listed(t) == {"data.bin": "modified"}
@@ -382,9 +381,8 @@ def test_lost_events_trigger_reconcile_on_next_answer(root, tracker):
     """A queue overflow (events lost) makes the next answer walk the tree."""
     p = put(root, "data.bin", b"\x00" * 64, mtime=OLD)
     t = tracker()
-    with open(p, "r+b") as f:  # no inotify event for this change
-        with mmap.mmap(f.fileno(), 0) as m:
-            m[0:2] = b"ok"
+    with open(p, "r+b") as f, mmap.mmap(f.fileno(), 0) as m:  # no inotify event for this
+        m[0:2] = b"ok"
     t.on_queue_overflow()
     assert t._lost_events is True
     assert t.quick() is False
@@ -395,9 +393,8 @@ def test_lost_events_trigger_reconcile_on_next_answer(root, tracker):
 def test_background_reconcile_finds_mmap_write(root, tracker):
     p = put(root, "data.bin", b"\x00" * 64, mtime=OLD)
     t = tracker(reconcile_s=0.1)
-    with open(p, "r+b") as f:
-        with mmap.mmap(f.fileno(), 0) as m:
-            m[0:2] = b"ok"
+    with open(p, "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
+        m[0:2] = b"ok"
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         if listed(t) == {"data.bin": "modified"}:

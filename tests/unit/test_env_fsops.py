@@ -491,7 +491,7 @@ def test_write_many_leaves_only_targets(root):
 
 
 def test_edit_replaces_exactly_one(root):
-    put(root, "m.py", "def f():\n    return 'hello world'\n".encode())
+    put(root, "m.py", b"def f():\n    return 'hello world'\n")
     out = edit_file(root, "m.py", "hello world", "goodbye wörld")
     assert read(root, "m.py").decode() == "def f():\n    return 'goodbye wörld'\n"
     assert out["object"] == "session.environment.filesystem.edit_result"

@@ -1,6 +1,7 @@
 """Ids (omnigent.ids)."""
 
 import re
+from itertools import pairwise
 
 from omnigent.ids import new_id, new_token
 
@@ -15,7 +16,7 @@ def test_prefix_and_url_safe():
 def test_strictly_increasing_in_sequence():
     made = [new_id("conv") for _ in range(2000)]
     assert len(set(made)) == len(made)
-    assert all(a < b for a, b in zip(made, made[1:]))
+    assert all(a < b for a, b in pairwise(made))
 
 
 def test_tokens_are_unique_and_url_safe():

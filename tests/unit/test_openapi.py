@@ -64,7 +64,7 @@ def test_every_error_answers_the_contract_body(doc):
     assert "HTTPValidationError" not in doc["components"]["schemas"]
     error = doc["components"]["schemas"]["ErrorBody"]
     assert error["required"] == ["error"]
-    for path, method, op in _ops(doc):
+    for path, _method, op in _ops(doc):
         for status, response in op["responses"].items():
             if int(status) >= 400:
                 schema = response["content"]["application/json"]["schema"]
