@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 class Hosts:
     def __init__(self, db: StoreThread, clock: Callable[[], float], own_node_id: str,
-                 admin_user: str, secret: bytes | str) -> None:
+                 admin_user: str, secret: bytes) -> None:
         self.db = db
         self.clock = clock
         self.own_node_id = own_node_id
