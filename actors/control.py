@@ -28,7 +28,7 @@ from omnigent.control.runners import Runners
 from omnigent.control.sessions import LIVE, Sessions
 from omnigent.control.tokens import Tokens
 from omnigent.credentials import server_secret
-from omnigent.errors import HostOffline, OmnigentError, SessionNotFound
+from omnigent.errors import HostOffline, OmnigentError
 from omnigent.store import Store
 
 log = logging.getLogger(__name__)
@@ -203,9 +203,7 @@ class ControlActor:
         return await self.sessions.list(user, limit, after, before, order)
 
     async def delete_session(self, user: str, session_id: str) -> dict:
-        session = await self.db(self.db.store.get_session, session_id)
-        if session is not None and session["owner"] != user:
-            raise SessionNotFound(f"session not found: {session_id}")
+        session = await self.sessions.owned_or_none(user, session_id)
         if session is not None:
             if session["runner_id"] and session["status"] in LIVE:
                 await self._with_session_actor(

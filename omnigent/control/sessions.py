@@ -53,6 +53,13 @@ class Sessions:
             raise SessionNotFound(f"session not found: {session_id}")
         return session
 
+    async def owned_or_none(self, user: str, session_id: str) -> dict | None:
+        """As `owned`, but None for a session that does not exist (delete is idempotent)."""
+        session = await self.db(self.store.get_session, session_id)
+        if session is not None and session["owner"] != user:
+            raise SessionNotFound(f"session not found: {session_id}")
+        return session
+
     async def create(self, user: str, body: dict) -> dict:
         """A new idle session (stored; the public form is `get`'s)."""
         now = int(self.clock())

@@ -152,7 +152,11 @@ def test_declared_terminals_and_removal(db):
         sessions = Sessions(db, Clock())
         s = await sessions.create("alice", {"agent": AGENT})
         assert await sessions.terminals(s["id"]) == AGENT["terminals"]
+        with pytest.raises(SessionNotFound):
+            await sessions.owned_or_none("bob", s["id"])
+        assert (await sessions.owned_or_none("alice", s["id"]))["id"] == s["id"]
         await sessions.remove(s["id"])
+        assert await sessions.owned_or_none("alice", s["id"]) is None
         with pytest.raises(SessionNotFound):
             await sessions.terminals(s["id"])
 
