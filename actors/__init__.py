@@ -1,5 +1,5 @@
-"""Ray actors. Each is a plain class here, turned into a Ray actor in one place
-(`actors.remote`), with its options in `actors.options`.
+"""Ray actors. Each is a plain class, turned into a Ray actor beside it (`RemoteX` at the
+bottom of its module), with its options in `actors.options`.
 
 - ControlActor: users, tokens, hosts and sessions; owns the store; on the server's node.
 - SessionActor: one per active session: launching and stopping its runner; exits when idle.

@@ -1,59 +1,37 @@
 """ControlActor: the server's single source of truth, on the server's own node.
 
-It owns the store (users, tokens, hosts, sessions, runners), enrolls the Ray nodes that
-join as hosts and knows which are online (node alive, HostActor ready), watches every
-live runner, and
-publishes the host table to the API replicas by long-poll (`watch_hosts`), so that
-reading hosts costs the API no actor call.
+A thin façade over omnigent.control (the logic, without Ray): it wires the pieces to the
+store thread, the clock and Ray, and keeps what needs Ray itself: listing Ray's nodes,
+starting HostActors on them, activating SessionActors, and watching live runners. Its
+remote methods are the control plane's interface (the API, SessionActors, HostActors and
+`omnigent serve` call them).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import os
-import shutil
 import time
 from pathlib import Path
 
 import ray
 
 from actors import options
-from actors.calls import UNREACHABLE, call, get_named
+from actors.calls import UNREACHABLE, call, get_named, unwrap
+from actors.host import RemoteHost
+from actors.session import RemoteSession
 from omnigent.config import Settings
+from omnigent.control.db import StoreThread
+from omnigent.control.files import Files
+from omnigent.control.hosts import Hosts
+from omnigent.control.runners import Runners
+from omnigent.control.sessions import LIVE, Sessions
+from omnigent.control.tokens import Tokens
 from omnigent.credentials import server_secret
-from omnigent.domain.enrollment import host_id_for, join_key, join_key_owner
-from omnigent.domain.files import file_resource
-from omnigent.domain.ownership import owned_host
-from omnigent.domain.pagination import list_envelope, paginate_by_key
-from omnigent.errors import (
-    AlreadyBound,
-    FileNotFound,
-    HostOffline,
-    InvalidRequest,
-    OmnigentError,
-    RunnerNotBound,
-    RunnerNotFound,
-    RunnerUnavailable,
-    SessionNotFound,
-)
-from omnigent.ids import new_id, new_token
+from omnigent.errors import HostOffline, OmnigentError
 from omnigent.store import Store
 
 log = logging.getLogger(__name__)
-LIVE = ("launching", "running")
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 class ControlActor:
@@ -61,17 +39,15 @@ class ControlActor:
         self.settings = Settings(**settings)
         self.ns = self.settings.namespace
         self.node_id = ray.get_runtime_context().get_node_id()
-        self.store = Store(self.settings.db_path)
-        self.secret = server_secret(Path(self.settings.state_dir))
         self.code_version = self.settings.code_version
-        self.hosts: dict[str, dict] = {h["id"]: h for h in self.store.all_hosts()}
-        self.alive_nodes: dict[str, str] = {}  # node id -> its IP, as of the last check
-        self.seen_nodes: set[str] = set()      # nodes probed (or being probed) already
-        self.ready_hosts: set[str] = set()     # hosts whose HostActor answered on their node
-        self._db_lock = asyncio.Lock()
-        self.version = 0
-        self._changed = asyncio.Event()
-        self.runner_counts: dict[str, int] = {}
+        self.db = StoreThread(Store(self.settings.db_path))
+        clock = time.time
+        self.tokens = Tokens(self.db)
+        self.hosts = Hosts(self.db, clock, self.node_id, self.settings.admin_user,
+                           server_secret(Path(self.settings.state_dir)))
+        self.sessions = Sessions(self.db, clock)
+        self.files = Files(self.db, self.sessions, clock, self.settings.files_dir)
+        self.runners = Runners(self.db, self.sessions, clock, self.hosts.count)
         self.session_actors: dict[str, list] = {}  # sid -> [handle, last_used, in_flight]
         self._started = False
 
@@ -81,49 +57,58 @@ class ControlActor:
         if self._started:
             return
         self._started = True
-        for runner in self.store.live_runners():
+        await self.hosts.load()
+        await self.tokens.refresh()
+        for runner in await self.runners.live():
             handle = get_named(runner["runner_id"], self.ns)
             if handle is None:
-                self._runner_ended(runner["runner_id"], "runner_failed")
+                await self.runners.ended(runner["runner_id"], "runner_failed")
             else:
-                self._count(runner["host_id"], +1)
+                self.runners.reattached(runner)
                 asyncio.get_running_loop().create_task(self._watch_runner(runner, handle))
         await self._check_nodes()
         asyncio.get_running_loop().create_task(self._monitor())
 
     async def shutdown(self) -> None:
-        """Stop every live runner (the server is going away) and close the store."""
-        for runner in self.store.live_runners():
+        """Stop every live runner (the server is going away)."""
+        for runner in await self.runners.live():
             handle = get_named(runner["runner_id"], self.ns)
             if handle is not None:
                 try:
                     await asyncio.wait_for(handle.stop.remote(), 3)
-                except Exception:
+                except Exception:  # noqa: BLE001 - it is marked exited regardless
                     pass
-            self._runner_ended(runner["runner_id"], "runner_exited")
-
-    # users and tokens -------------------------------------------------------------
-    async def authenticate(self, token: str) -> str | None:
-        return self.store.user_for_token(token)
-
-    async def create_token(self, user: str) -> str:
-        if not user or not user.replace("-", "").replace("_", "").replace(".", "").isalnum():
-            raise InvalidRequest("user names are letters, digits, '-', '_' and '.'")
-        token = new_token()
-        self.store.add_token(user, token)
-        return token
+            await self.runners.ended(runner["runner_id"], "runner_exited")
 
     async def version(self) -> str:
         return self.code_version
 
+    # users and tokens -------------------------------------------------------------
+    async def authenticate(self, token: str) -> str | None:
+        return await self.tokens.authenticate(token)
+
+    async def create_token(self, user: str) -> str:
+        return await self.tokens.create(user)
+
+    async def list_tokens(self, user: str | None = None) -> list[dict]:
+        return await self.tokens.list(user)
+
+    async def revoke_token(self, token_id: str) -> dict:
+        return await self.tokens.revoke(token_id)
+
+    async def watch_tokens(self, known_version: int, wait_s: float = 20.0) -> int:
+        """Long-poll: the token version once it differs from `known_version` (it moves
+        on every revocation: an API replica then drops the tokens it has cached)."""
+        return await self.tokens.watch(known_version, wait_s)
+
+    # hosts ----------------------------------------------------------------------
     async def own_host(self, timeout: float = 60) -> dict:
         """The host of the server's own node, once it is online."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for host in self.hosts.values():
-                if host["info"].get("node_id") == self.node_id and \
-                        self._status(host["id"]) == "online":
-                    return self._public_host(host)
+            host = self.hosts.own_online()
+            if host is not None:
+                return host
             await asyncio.sleep(0.05)
         raise HostOffline("the server's own machine did not come online as a host")
 
@@ -131,84 +116,54 @@ class ControlActor:
         """What a machine needs to become `user`'s host (the Ray token not included: only
         the cluster's admin hands that out, see README "Enrolling more machines")."""
         return {"ray_address": ray.get_runtime_context().gcs_address, "namespace": self.ns,
-                "join_key": join_key(self.secret, user)}
-
-    # hosts ----------------------------------------------------------------------
-    # A host is an enrolled Ray node: the server's own node (the admin's), or a node
-    # whose `ray start` carried a join key (omnigent.domain.enrollment). It is online
-    # while its node is alive and its HostActor answers.
-    def _public_host(self, host: dict) -> dict:
-        info = host["info"]
-        return {
-            "id": host["id"], "name": host["name"], "status": self._status(host["id"]),
-            "platform": host["platform"], "registered_at": host["registered_at"],
-            "runner_count": self.runner_counts.get(host["id"], 0),
-            "owner": host["owner"], "last_seen_at": self._last_seen(host),
-            "cpus": info.get("cpus"), "memory_bytes": info.get("memory_bytes"),
-        }
-
-    def _status(self, host_id: str) -> str:
-        node_id = self.hosts[host_id]["info"].get("node_id")
-        live = host_id in self.ready_hosts and node_id in self.alive_nodes
-        return "online" if live else "offline"
-
-    def _last_seen(self, host: dict) -> int | None:
-        return int(time.time()) if self._status(host["id"]) == "online" else host["last_seen_at"]
-
-    def _bump(self) -> None:
-        self.version += 1
-        self._changed.set()
-        self._changed = asyncio.Event()
+                "join_key": self.hosts.join_key(user)}
 
     async def watch_hosts(self, known_version: int, wait_s: float = 20.0) -> tuple[int, list]:
         """Long-poll: the host table once it differs from `known_version`."""
-        if known_version == self.version:
+        return await self.hosts.watch(known_version, wait_s)
+
+    async def _monitor(self) -> None:
+        """Twice a second: enroll new nodes, notice dead ones, follow revocations made in
+        the store directly; let idle sessions go."""
+        while True:
             try:
-                await asyncio.wait_for(self._changed.wait(), wait_s)
-            except asyncio.TimeoutError:
-                pass
-        rows = [
-            {"host": self._public_host(h), "node_id": h["info"].get("node_id")}
-            for h in self.hosts.values()
-        ]
-        return self.version, rows
+                await asyncio.sleep(0.5)
+                await self._check_nodes()
+                await self.tokens.refresh()
+                self._let_idle_sessions_go()
+            except Exception:  # a monitor logs and goes on
+                log.exception("monitor pass failed")
+
+    async def _check_nodes(self) -> None:
+        nodes = await asyncio.to_thread(ray.nodes)
+        alive = {n["NodeID"]: n["NodeManagerAddress"] for n in nodes if n["Alive"]}
+        for node_id, node_ip in await self.hosts.nodes_alive(alive):
+            asyncio.get_running_loop().create_task(self._enroll_logged(node_id, node_ip))
+
+    async def _enroll_logged(self, node_id: str, node_ip: str) -> None:
+        try:
+            await self._enroll(node_id, node_ip)
+        except Exception:
+            log.exception("enrolling node %s (%s) failed", node_id, node_ip)
+            self.hosts.enroll_failed(node_id)
 
     async def _enroll(self, node_id: str, node_ip: str) -> None:
         """Start a HostActor on a newly seen node; it says who the machine is, and the
         node becomes a host if it may be one (else the actor goes)."""
         actor = await self._host_actor(node_id)
-        about = (await call(actor.ready.remote(), timeout=60,
-                            unreachable=lambda: HostOffline("the node died while enrolling")))["about"]
-        if node_id == self.node_id:
-            owner: str | None = self.settings.admin_user
-        else:
-            owner = join_key_owner(self.secret, about["join_key"])
+        died = lambda: HostOffline("the node died while enrolling")  # noqa: E731
+        about = (await call(actor.ready.remote(), timeout=60, unreachable=died))["about"]
+        owner = self.hosts.owner_for(node_id, about)
         if owner is None:
-            if about["join_key"]:
-                log.warning("node %s (%s) joined with a join key this server did not issue; "
-                            "it is not a host", node_id, node_ip)
             ray.kill(actor)
             return
-        fields = {
-            "name": about["name"], "platform": about["platform"],
-            "info": {"node_id": node_id, "node_ip": node_ip, "home": about["home"],
-                     "cpus": about["cpus"], "memory_bytes": about["memory_bytes"]},
-        }
-        host_id = host_id_for(owner, about["machine_id"])
-        host = await self._db(self.store.upsert_host, owner, about["machine_id"], host_id, fields)
-        await call(actor.adopt.remote(host["id"], owner), timeout=30,
-                   unreachable=lambda: HostOffline("the node died while enrolling"))
-        self.hosts[host["id"]] = host
-        if node_id in self.alive_nodes:
-            self.ready_hosts.add(host["id"])
-            log.info("node %s (%s) is host %s of %s", node_id, node_ip, host["id"], owner)
-        self._bump()
+        host = await self.hosts.record(owner, node_id, node_ip, about)
+        await call(actor.adopt.remote(host["id"], owner), timeout=30, unreachable=died)
+        self.hosts.ready(host, node_id)
 
     async def _host_actor(self, node_id: str):
         """The node's HostActor, of this code version (one left by a server of another
         version is replaced: a server that rolled forward must not run yesterday's code)."""
-        from actors.remote import RemoteHost
-
         name = f"node_{node_id}"
         existing = get_named(name, self.ns)
         if existing is not None:
@@ -216,7 +171,7 @@ class ControlActor:
                 ready = await asyncio.wait_for(existing.ready.remote(), 5)
                 if ready.get("version") == self.code_version:
                     return existing
-            except Exception:
+            except Exception:  # noqa: BLE001 - an actor that does not answer is replaced
                 pass
             ray.kill(existing)
             for _ in range(50):  # the name is freed once the old actor is gone
@@ -226,271 +181,111 @@ class ControlActor:
         return RemoteHost.options(**options.host_options(self.ns, node_id)).remote(
             self.ns, self.code_version)
 
-    def _owned_host(self, user: str, host_id: str) -> dict:
-        return owned_host(self.hosts, user, host_id)
-
-    async def _monitor(self) -> None:
-        """Twice a second: enroll new nodes, notice dead ones; let idle sessions go."""
-        while True:
-            try:
-                await asyncio.sleep(0.5)
-                await self._check_nodes()
-                self._let_idle_sessions_go()
-            except Exception:  # a monitor logs and goes on
-                log.exception("monitor pass failed")
-
-    async def _check_nodes(self) -> None:
-        nodes = await asyncio.to_thread(ray.nodes)
-        alive = {n["NodeID"]: n["NodeManagerAddress"] for n in nodes if n["Alive"]}
-        gone = set(self.alive_nodes) - set(alive)
-        self.alive_nodes = alive
-        for node_id, node_ip in alive.items():
-            if node_id not in self.seen_nodes:
-                self.seen_nodes.add(node_id)
-                asyncio.get_running_loop().create_task(self._enroll_logged(node_id, node_ip))
-        if gone:
-            now = int(time.time())
-            for host in self.hosts.values():
-                if host["info"].get("node_id") in gone and host["id"] in self.ready_hosts:
-                    self.ready_hosts.discard(host["id"])
-                    host["last_seen_at"] = now
-                    await self._db(self.store.touch_host, host["id"], now)
-            self._bump()
-
-    async def _enroll_logged(self, node_id: str, node_ip: str) -> None:
-        try:
-            await self._enroll(node_id, node_ip)
-        except Exception:
-            log.exception("enrolling node %s (%s) failed", node_id, node_ip)
-            self.seen_nodes.discard(node_id)  # try again on a later pass
-
-    async def _db(self, method, *args):
-        """A store call off the event loop (SQLite with fsync blocks)."""
-        async with self._db_lock:
-            return await asyncio.to_thread(method, *args)
-
     # sessions ---------------------------------------------------------------------
     async def create_session(self, user: str, body: dict) -> dict:
         if body.get("host_id"):
-            self._owned_host(user, body["host_id"])
-        session = {
-            "id": new_id("conv"), "object": "session", "title": body.get("title"),
-            "owner": user, "agent": body["agent"], "host_id": None, "runner_id": None,
-            "workspace": None, "git_branch": None, "status": "idle",
-            "created_at": int(time.time()),
-        }
-        self.store.put_session(session)
+            self.hosts.owned(user, body["host_id"])
+        session = await self.sessions.create(user, body)
         if body.get("host_id"):
             try:
                 await self.launch_runner(
                     user, body["host_id"], session["id"], body["workspace"], body.get("git"))
             except BaseException:
-                self.store.delete_session(session["id"])
+                await self.sessions.remove(session["id"])
                 raise
-        return self._public_session(self.store.get_session(session["id"]))
-
-    def _owned_session(self, user: str, session_id: str) -> dict:
-        session = self.store.get_session(session_id)
-        if session is None or session["owner"] != user:
-            raise SessionNotFound(f"session not found: {session_id}")
-        return session
-
-    @staticmethod
-    def _public_session(session: dict) -> dict:
-        return {k: v for k, v in session.items() if not k.startswith("_")}
+        return await self.sessions.get(user, session["id"])
 
     async def get_session(self, user: str, session_id: str) -> dict:
-        return self._public_session(self._owned_session(user, session_id))
+        return await self.sessions.get(user, session_id)
 
     async def list_sessions(self, user: str, limit: int, after: str | None,
                             before: str | None, order: str) -> dict:
-        page = paginate_by_key(self.store.sessions_of(user), key=lambda s: s["id"], limit=limit,
-                               after=after, before=before, descending=order == "desc")
-        return list_envelope([self._public_session(s) for s in page.items], page.has_more)
+        return await self.sessions.list(user, limit, after, before, order)
 
     async def delete_session(self, user: str, session_id: str) -> dict:
-        session = self.store.get_session(session_id)
-        if session is not None and session["owner"] == user:
+        session = await self.sessions.owned_or_none(user, session_id)
+        if session is not None:
             if session["runner_id"] and session["status"] in LIVE:
                 await self._with_session_actor(
                     session_id, lambda a: a.stop_runner.remote(session["runner_id"]))
-            self.store.delete_session(session_id)
-            self.store.delete_files_of(session_id)
-            shutil.rmtree(os.path.join(self.settings.files_dir, session_id), ignore_errors=True)
+            await self.sessions.remove(session_id)
+            await self.files.remove_all(session_id)
             entry = self.session_actors.pop(session_id, None)
             if entry is not None:
                 ray.kill(entry[0])
-        elif session is not None:
-            raise SessionNotFound(f"session not found: {session_id}")
         return {"id": session_id, "object": "session.deleted", "deleted": True}
 
     async def session_terminals(self, session_id: str) -> dict:
         """The terminals the session's agent spec declares (asked by its runner)."""
-        session = self.store.get_session(session_id)
-        if session is None:
-            raise SessionNotFound(f"session not found: {session_id}")
-        return (session.get("agent") or {}).get("terminals") or {}
+        return await self.sessions.terminals(session_id)
 
     async def terminal_routes(self, user: str, session_id: str) -> dict:
-        """Where a session's terminals run: its own runner (if live) and the runners of
-        terminals other sessions handed to it."""
-        session = self._owned_session(user, session_id)
-        own = None
-        if session["runner_id"] and session["status"] == "running":
-            own = {"runner_id": session["runner_id"], "host_id": session["host_id"]}
-        reason = ("runner_not_bound" if not session["runner_id"]
-                  else None if own else "runner_unavailable")
-        moved = {}
-        for tid, rid in self.store.moves_of(session_id).items():
-            runner = self.store.get_runner(rid)
-            if runner is not None and runner["status"] in LIVE:
-                moved[tid] = {"runner_id": rid, "host_id": runner["host_id"]}
-            else:
-                self.store.forget_move(session_id, tid)
-        return {"own": own, "reason": reason, "moved_in": moved}
+        return await self.sessions.terminal_routes(user, session_id)
 
     async def terminal_moved(self, source: str, target: str, terminal_id: str,
                              runner_id: str) -> None:
-        target_session = self.store.get_session(target) or {}
-        home = None if target_session.get("runner_id") == runner_id else runner_id
-        self.store.move_terminal(source, target, terminal_id, home)
+        await self.sessions.terminal_moved(source, target, terminal_id, runner_id)
 
     async def forget_terminal(self, session_id: str, terminal_id: str) -> None:
-        self.store.forget_move(session_id, terminal_id)
+        await self.sessions.forget_terminal(session_id, terminal_id)
 
     # files ------------------------------------------------------------------------
-    def _file_path(self, session_id: str, file_id: str) -> str:
-        return os.path.join(self.settings.files_dir, session_id, file_id)
-
     async def add_file(self, user: str, session_id: str, staged: str, meta: dict) -> dict:
         """Take a fully received upload (a staged file on this machine) into the session."""
-        try:
-            self._owned_session(user, session_id)
-            meta = {**meta, "id": new_id("file"), "session_id": session_id,
-                    "created_at": int(time.time())}
-            path = self._file_path(session_id, meta["id"])
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            os.replace(staged, path)
-        except BaseException:
-            _unlink(staged)
-            raise
-        self.store.put_file(meta)
-        return file_resource(meta)
-
-    def _owned_file(self, user: str, session_id: str, file_id: str) -> dict:
-        self._owned_session(user, session_id)
-        meta = self.store.get_file(file_id)
-        if meta is None or meta["session_id"] != session_id:
-            raise FileNotFound(f"file not found: {file_id}")
-        return meta
+        return await self.files.add(user, session_id, staged, meta)
 
     async def list_files(self, user: str, session_id: str, limit: int, after: str | None,
                          before: str | None, order: str) -> dict:
-        self._owned_session(user, session_id)
-        page = paginate_by_key(self.store.files_of(session_id), key=lambda f: f["id"],
-                               limit=limit, after=after, before=before,
-                               descending=order == "desc")
-        return list_envelope([file_resource(f) for f in page.items], page.has_more)
+        return await self.files.list(user, session_id, limit, after, before, order)
 
     async def get_file(self, user: str, session_id: str, file_id: str) -> dict:
         """The file's resource, and where its bytes are (for the API on this node)."""
-        meta = self._owned_file(user, session_id, file_id)
-        return {"resource": file_resource(meta), "path": self._file_path(session_id, file_id)}
+        return await self.files.get(user, session_id, file_id)
 
     async def delete_file(self, user: str, session_id: str, file_id: str) -> dict:
-        self._owned_file(user, session_id, file_id)
-        self.store.delete_file(file_id)
-        _unlink(self._file_path(session_id, file_id))
-        return {"id": file_id, "object": "session.resource.deleted", "deleted": True}
+        return await self.files.delete(user, session_id, file_id)
 
     async def file_chunks(self, session_id: str, file_id: str, chunk: int = 4 * 2**20):
         """The bytes of a session's file, streamed to a runner on another node."""
-        meta = self.store.get_file(file_id)
-        if meta is None or meta["session_id"] != session_id:
-            raise FileNotFound(f"file not found: {file_id}")
-        with open(self._file_path(session_id, file_id), "rb") as f:
-            while data := await asyncio.to_thread(f.read, chunk):
-                yield data
+        async for data in self.files.chunks(session_id, file_id, chunk):
+            yield data
 
     # runners ----------------------------------------------------------------------
     async def launch_runner(self, user: str, host_id: str, session_id: str, workspace: str,
                             git: dict | None) -> dict:
-        self._owned_host(user, host_id)
-        self._owned_session(user, session_id)
-        if self._status(host_id) != "online":
-            raise HostOffline("the host is offline")
+        self.hosts.owned(user, host_id)
+        await self.sessions.owned(user, session_id)
+        node_id = self.hosts.online_node(user, host_id)
         return await self._with_session_actor(
-            session_id, lambda a: a.launch.remote(
-                host_id, self.hosts[host_id]["info"]["node_id"], workspace, git))
+            session_id, lambda a: a.launch.remote(host_id, node_id, workspace, git))
 
     async def bind_runner(self, session_id: str, runner_id: str, binding_token: str,
                           fields: dict) -> None:
-        fields = {**fields, "_binding": _hash(binding_token)}
-        if self.store.bind_runner(session_id, runner_id, fields) is None:
-            raise AlreadyBound("the session already has a runner bound")
+        await self.runners.bind(session_id, runner_id, binding_token, fields)
 
     async def unbind_runner(self, session_id: str, runner_id: str) -> None:
-        self.store.update_session_if_runner(session_id, runner_id, {
-            "runner_id": None, "host_id": None, "workspace": None, "git_branch": None,
-            "status": "idle", "_binding": None})
+        await self.runners.unbind(session_id, runner_id)
 
     async def runner_started(self, session_id: str, info: dict) -> None:
         """The host acknowledged the launch; the runner presented its binding token."""
-        token = info.pop("binding_token")
-        session = self.store.get_session(session_id)
-        if session is None or session.get("_binding") != _hash(token):
-            raise AlreadyBound("the runner's binding token does not match its session")
-        runner = {
-            "runner_id": info["runner_id"], "session_id": session_id, "owner": session["owner"],
-            "host_id": info["host_id"], "status": "running", "started_at": info["started_at"],
-            "node_id": info["node_id"], "pid": info["pid"], "cwd": info["cwd"],
-        }
-        self.store.put_runner(runner)
-        self.store.update_session_if_runner(session_id, runner["runner_id"], {
-            "status": "running", "workspace": info["workspace"],
-            "git_branch": info["git_branch"]})
-        self._count(runner["host_id"], +1)
+        runner = await self.runners.started(session_id, info)
         handle = get_named(runner["runner_id"], self.ns)
         if handle is not None:
             asyncio.get_running_loop().create_task(self._watch_runner(runner, handle))
 
     async def session_runner(self, user: str, session_id: str) -> dict:
         """The live runner bound to a session the caller owns, for its resource routes."""
-        session = self._owned_session(user, session_id)
-        if not session["runner_id"]:
-            raise RunnerNotBound("the session has no runner bound; launch one first")
-        if session["status"] != "running":
-            raise RunnerUnavailable(f"the session's runner is not available ({session['status']})")
-        return {"runner_id": session["runner_id"], "host_id": session["host_id"]}
+        return await self.runners.of_session(user, session_id)
 
     async def get_runner(self, user: str, runner_id: str) -> dict:
-        runner = self.store.get_runner(runner_id)
-        if runner is None or runner["owner"] != user:
-            raise RunnerNotFound(f"runner not found: {runner_id}")
-        return {k: runner[k] for k in ("runner_id", "session_id", "host_id", "status",
-                                       "started_at", "node_id", "pid", "cwd")}
+        return await self.runners.get(user, runner_id)
 
     async def _watch_runner(self, runner: dict, handle) -> None:
         try:
             status = await handle.wait_exit.remote()
-        except UNREACHABLE:
+        except Exception:  # noqa: BLE001 - unreachable (UNREACHABLE) or broken: it failed
             status = "runner_failed"
-        except Exception:
-            status = "runner_failed"
-        self._runner_ended(runner["runner_id"], status)
-
-    def _runner_ended(self, runner_id: str, status: str) -> None:
-        runner = self.store.get_runner(runner_id)
-        if runner is None or runner["status"] not in LIVE:
-            return
-        runner["status"] = status
-        self.store.put_runner(runner)
-        self.store.update_session_if_runner(runner["session_id"], runner_id, {"status": status})
-        self._count(runner["host_id"], -1)
-
-    def _count(self, host_id: str, delta: int) -> None:
-        self.runner_counts[host_id] = max(0, self.runner_counts.get(host_id, 0) + delta)
-        self._bump()
+        await self.runners.ended(runner["runner_id"], status)
 
     # session actors ---------------------------------------------------------------
     async def _with_session_actor(self, session_id: str, method):
@@ -498,8 +293,6 @@ class ControlActor:
         for attempt in (1, 2):
             entry = self.session_actors.get(session_id)
             if entry is None:
-                from actors.remote import RemoteSession
-
                 handle = RemoteSession.options(
                     **options.session_options(self.ns, session_id, self.node_id)
                 ).remote(session_id, self.settings.to_dict())
@@ -512,8 +305,6 @@ class ControlActor:
                 if attempt == 2:
                     raise
             except Exception as exc:
-                from actors.calls import unwrap
-
                 cause = unwrap(exc)
                 if isinstance(cause, OmnigentError):
                     raise cause from None
@@ -528,3 +319,6 @@ class ControlActor:
             if in_flight == 0 and now - last_used > self.settings.session_idle_s:
                 del self.session_actors[sid]
                 ray.kill(handle)
+
+
+RemoteControl = ray.remote(ControlActor)

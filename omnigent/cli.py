@@ -47,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     tsub = p.add_subparsers(dest="token_command", required=True)
     t = tsub.add_parser("create", help="print a new token for USER")
     t.add_argument("user")
+    t = tsub.add_parser("list", help="list tokens (id, user, created), never the secrets")
+    t.add_argument("--user", help="only USER's tokens")
+    t = tsub.add_parser("revoke", help="revoke the token of this id (from `token list`)")
+    t.add_argument("token_id")
 
     p = sub.add_parser("ray-start", help="start this machine's Ray node (for cluster.yaml)")
     p.add_argument("--shared-dir", help="directory the cluster config copies to every node")
@@ -98,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         return ray_stop()
     if args.command == "cluster-setup":
         return cluster_setup()
+    if args.token_command == "list":
+        return list_tokens(settings, args.user)
+    if args.token_command == "revoke":
+        return revoke_token(settings, args.token_id)
     return create_token(settings, args.user)
 
 
@@ -118,6 +126,44 @@ def create_token(settings: Settings, user: str) -> int:
     store.add_token(user, token)
     store.close()
     print(token)
+    return 0
+
+
+def list_tokens(settings: Settings, user: str | None) -> int:
+    """Reads the store directly: works whether or not the server is running."""
+    import datetime
+
+    from omnigent.control.tokens import list_tokens as tokens_of
+    from omnigent.store import Store
+
+    store = Store(settings.db_path)
+    try:
+        tokens = tokens_of(store, user)
+    finally:
+        store.close()
+    for t in tokens:
+        created = datetime.datetime.fromtimestamp(t["created_at"], datetime.UTC)
+        print(f"{t['id']}  {t['user']}  {created:%Y-%m-%d %H:%M:%S}Z")
+    return 0
+
+
+def revoke_token(settings: Settings, token_id: str) -> int:
+    """Writes to the store directly, like `create`; a running server notices within half
+    a second (its monitor follows the store's revocation counter) and its API replicas
+    drop the tokens they have cached."""
+    from omnigent.control.tokens import revoke_token as revoke
+    from omnigent.errors import TokenNotFound
+    from omnigent.store import Store
+
+    store = Store(settings.db_path)
+    try:
+        gone = revoke(store, token_id)
+    except TokenNotFound as exc:
+        print(f"omnigent: {exc.message} (see `omnigent token list`)", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"revoked {gone['id']} ({gone['user']})")
     return 0
 
 

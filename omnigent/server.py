@@ -104,7 +104,7 @@ def deploy(settings: Settings) -> str:
     from ray import serve
 
     from actors import options
-    from actors.remote import RemoteControl
+    from actors.control import RemoteControl
 
     ns = settings.namespace
     outcome = "started"

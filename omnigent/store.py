@@ -34,6 +34,7 @@ CREATE INDEX IF NOT EXISTS files_session ON files (session_id, id);
 CREATE TABLE IF NOT EXISTS terminal_moves (
     session_id TEXT NOT NULL, terminal_id TEXT NOT NULL, runner_id TEXT NOT NULL,
     PRIMARY KEY (session_id, terminal_id));
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
@@ -66,6 +67,31 @@ class Store:
             "SELECT user FROM tokens WHERE hash = ?", (hash_token(token),)
         ).fetchone()
         return row[0] if row else None
+
+    def tokens(self, user: str | None = None) -> list[dict]:
+        """The tokens (their hashes, never the secrets), oldest first."""
+        sql = "SELECT hash, user, created_at FROM tokens"
+        rows = self._db.execute(sql + " WHERE user = ? ORDER BY created_at, hash", (user,)
+                                ) if user is not None else self._db.execute(
+                                    sql + " ORDER BY created_at, hash")
+        return [{"hash": r[0], "user": r[1], "created_at": r[2]} for r in rows.fetchall()]
+
+    def delete_token(self, token_hash: str) -> bool:
+        """Revoke a token; every revocation advances `token_generation` (same transaction),
+        so that whoever caches checked tokens (even in another process) can notice."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            gone = self._db.execute("DELETE FROM tokens WHERE hash = ?", (token_hash,)).rowcount
+            if gone:
+                self._db.execute(
+                    "INSERT INTO counters VALUES ('token_generation', 1) ON CONFLICT (name)"
+                    " DO UPDATE SET value = value + 1")
+        return gone > 0
+
+    def token_generation(self) -> int:
+        row = self._db.execute(
+            "SELECT value FROM counters WHERE name = 'token_generation'").fetchone()
+        return row[0] if row else 0
 
     # hosts ----------------------------------------------------------------------
     def all_hosts(self) -> list[dict]:

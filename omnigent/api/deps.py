@@ -2,7 +2,8 @@
 
 `AppState` lives in the API replica. It mirrors the ControlActor's host table by
 long-poll, so listing and checking hosts costs no actor call, and it remembers tokens it
-has checked for `token_cache_s`.
+has checked for `token_cache_s`, forgetting them all as soon as the ControlActor's token
+version moves (a token was revoked; followed by a second long-poll, `watch_tokens`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class AppState:
         self.host_nodes: dict[str, str | None] = {}
         self.version = -1
         self._tokens: dict[str, tuple[str, float]] = {}
+        self.token_version: int | None = None
         self._host_handles: dict[str, tuple[str | None, object]] = {}
         self._links: dict[str, tuple[str | None, HostLink]] = {}
         self._runner_links: dict[str, tuple[str, RunnerLink]] = {}  # sid -> (owner, link)
@@ -48,6 +50,7 @@ class AppState:
         # host goes offline so that no request waits on a dead machine
         self._in_flight: dict[str, set[asyncio.Timeout]] = {}
         self._task: asyncio.Task | None = None
+        self._token_task: asyncio.Task | None = None
 
     async def start(self) -> None:
         self.http = aiohttp.ClientSession(
@@ -55,6 +58,7 @@ class AppState:
             auto_decompress=False)
         self._apply(*await self.control.watch_hosts.remote(-1, 0))
         self._task = asyncio.get_running_loop().create_task(self._follow_hosts())
+        self._token_task = asyncio.get_running_loop().create_task(self._follow_tokens())
 
     async def _follow_hosts(self) -> None:
         while True:
@@ -78,6 +82,21 @@ class AppState:
                     deadline.reschedule(now)
 
     # authentication --------------------------------------------------------------
+    async def _follow_tokens(self) -> None:
+        """Drop the cached tokens whenever the token version moves (a revocation)."""
+        while True:
+            try:
+                version = await self.control.watch_tokens.remote(
+                    -2 if self.token_version is None else self.token_version)
+            except Exception:  # noqa: BLE001 - control restarting: trust no cached token
+                self._tokens.clear()
+                self.token_version = None
+                await asyncio.sleep(0.2)
+                continue
+            if version != self.token_version:
+                self._tokens.clear()
+                self.token_version = version
+
     async def user_for_token(self, token: str | None) -> str:
         if not token:
             raise Unauthenticated("missing bearer token")
@@ -85,12 +104,14 @@ class AppState:
         cached = self._tokens.get(token)
         if cached is not None and cached[1] > now:
             return cached[0]
+        version = self.token_version
         user = await self.control.authenticate.remote(token)
         if user is None:
             raise Unauthenticated("invalid bearer token")
         if len(self._tokens) > 10_000:
             self._tokens.clear()
-        self._tokens[token] = (user, now + self.settings.token_cache_s)
+        if version is not None and version == self.token_version:  # no revocation meanwhile
+            self._tokens[token] = (user, now + self.settings.token_cache_s)
         return user
 
     # hosts ----------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.cluster.helpers import AGENT
+from tests.cluster.helpers import AGENT, launched, make_workspace
 
 
 def test_create_get_delete(world):
@@ -53,3 +53,23 @@ def test_bad_bodies_are_4xx_with_the_error_shape(world):
         assert r.json()["error"]["code"] == "validation_error"
     r = world.alice.get("/v1/runners/runner_nope")
     assert r.status_code == 404 and r.json()["error"]["code"] == "runner_not_found"
+
+
+def test_agent_id_agent_name_and_updated_at(world):
+    with world.server.client(world.server.create_token("erin")) as erin:
+        idle = erin.post("/v1/sessions", json={"title": "idle", "agent": AGENT}).json()
+        assert idle["agent_id"].startswith("ag_") and idle["agent_name"] == AGENT["name"]
+        assert idle["updated_at"] == idle["created_at"]
+        same = erin.post("/v1/sessions", json={"agent": dict(reversed(AGENT.items()))}).json()
+        other = erin.post("/v1/sessions", json={"agent": {**AGENT, "name": "other"}}).json()
+        assert same["agent_id"] == idle["agent_id"] != other["agent_id"]
+        assert other["agent_name"] == "other"
+        items = {s["id"]: s for s in erin.get("/v1/sessions").json()["data"]}
+        assert items[idle["id"]] == idle and items[other["id"]] == other
+    # binding and status changes move updated_at (alice: she owns the host)
+    workspace = make_workspace(world.node_a.home)
+    sid = launched(world.alice, world.host_a, workspace)
+    bound = world.alice.get(f"/v1/sessions/{sid}").json()
+    assert bound["status"] == "running" and bound["agent_id"] == idle["agent_id"]
+    assert bound["updated_at"] >= bound["created_at"]
+    world.alice.delete(f"/v1/sessions/{sid}")
