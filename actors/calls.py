@@ -24,7 +24,7 @@ def unwrap(exc: BaseException) -> BaseException:
 
 
 async def call(
-    ref: "ray.ObjectRef",
+    ref: ray.ObjectRef,
     *,
     timeout: float | None,
     unreachable: Callable[[], OmnigentError],
@@ -36,7 +36,7 @@ async def call(
     try:
         async with asyncio.timeout(timeout):  # no extra task, unlike asyncio.wait_for
             return await ref
-    except (asyncio.TimeoutError, rex.GetTimeoutError):
+    except (TimeoutError, rex.GetTimeoutError):
         raise timeout_error() from None
     except UNREACHABLE:
         raise unreachable() from None

@@ -66,7 +66,8 @@ class _RequireKey:
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": CLOSE_FORBIDDEN})
                     return
-                await send({"type": "http.response.start", "status": KEY_REFUSED_STATUS, "headers": []})
+                await send({"type": "http.response.start", "status": KEY_REFUSED_STATUS,
+                            "headers": []})
                 await send({"type": "http.response.body", "body": b""})
                 return
         await self.app(scope, receive, send)

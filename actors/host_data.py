@@ -7,7 +7,7 @@ an OmnigentError, which the API raises again as that class.
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request

@@ -139,7 +139,7 @@ class RunnerActor:
                     size += len(data)
                     out.write(data)
             os.replace(partial, target)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - any failure: clean up, then re-raised
             if os.path.exists(partial):
                 os.unlink(partial)
             raise unwrap(exc) from None  # the server's NotFound comes back wrapped by Ray

@@ -60,7 +60,7 @@ class SessionActor:
         try:
             await call(runner.stop.remote(), timeout=self.settings.host_call_timeout_s,
                        unreachable=lambda: HostOffline("runner unreachable"))
-        except Exception:
+        except Exception:  # noqa: BLE001 - whatever failed, the runner must go
             ray.kill(runner)  # unreachable or stuck: make sure it is gone
 
 

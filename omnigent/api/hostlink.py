@@ -23,7 +23,8 @@ class HostLink:
     url: str
     key: str
 
-    async def list_directory(self, session: aiohttp.ClientSession, timeout: float, **query) -> bytes:
+    async def list_directory(self, session: aiohttp.ClientSession, timeout: float,
+                             **query) -> bytes:
         params = {k: str(v) for k, v in query.items() if v is not None}
         try:
             async with asyncio.timeout(timeout):

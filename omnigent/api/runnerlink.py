@@ -43,8 +43,8 @@ class RunnerLink:
                 data = await resp.read()
                 if resp.headers.get(GONE_HEADER):
                     raise RunnerLinkDown(unsent=True)
-                if resp.status == KEY_REFUSED_STATUS and not data:  # key refused: a new runner answers there
-                    raise RunnerLinkDown(unsent=True)
+                if resp.status == KEY_REFUSED_STATUS and not data:
+                    raise RunnerLinkDown(unsent=True)  # key refused: a new runner answers there
                 return resp.status, data, {k: resp.headers[k] for k in PASSED_ON
                                            if k in resp.headers}
         except aiohttp.ClientConnectorError:

@@ -6,8 +6,9 @@ compared by value, never looked up.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Generic, Iterable, Sequence, TypeVar
+from typing import Generic, TypeVar
 
 from omnigent.errors import InvalidRequest
 

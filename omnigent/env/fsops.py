@@ -320,7 +320,8 @@ def delete_path(root: str, rel: str | None, recursive: bool = False) -> dict:
                 os.rmdir(path)
         except OSError as exc:
             if not recursive and exc.errno in (39, 66):  # ENOTEMPTY
-                raise DirectoryNotEmpty(f"directory not empty: {norm} (use recursive=true)") from None
+                raise DirectoryNotEmpty(
+                    f"directory not empty: {norm} (use recursive=true)") from None
             raise _os_error(exc, norm, "delete") from None
     return {"object": "session.environment.filesystem.delete_result", "operation": "deleted",
             "path": norm, "deleted": True, "type": kind, "bytes_deleted": size,

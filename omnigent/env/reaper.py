@@ -147,7 +147,7 @@ class Reaper:
         while not self._stop.wait(self.tick):
             try:
                 self.reap_once()
-            except Exception:  # never let the thread die: a bad /proc read, say
+            except Exception:  # noqa: BLE001 - never let the thread die: a bad /proc read, say
                 pass
 
     def reap_once(self) -> list[int]:

@@ -72,7 +72,7 @@ class _Capture:
         self.eof: asyncio.Future[None] = loop.create_future()
         self.data: list[bytearray] = [bytearray() for _ in pipes]
         self.open: dict[int, tuple[IO[bytes], bytearray]] = {
-            pipe.fileno(): (pipe, buf) for pipe, buf in zip(pipes, self.data)
+            pipe.fileno(): (pipe, buf) for pipe, buf in zip(pipes, self.data, strict=True)
         }
 
     def start(self) -> None:
@@ -185,7 +185,8 @@ async def run_shell(
     env: dict[str, str] | None = None,
     grace: float = 0.2,
 ) -> dict:
-    """-> {"exit_code": int | None, "stdout": str, "stderr": str, "timed_out": bool, "truncated": bool}
+    """-> {"exit_code": int | None, "stdout": str, "stderr": str, "timed_out": bool,
+    "truncated": bool}
 
     See the module docstring for the rules. Raises OSError if the shell cannot be started
     (e.g. `cwd` does not exist).

@@ -19,8 +19,8 @@ import os
 import re
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from omnigent.env import reaper
 from omnigent.errors import (

@@ -10,7 +10,8 @@ import stat
 from dataclasses import dataclass
 
 IGNORED_DIRS = frozenset({
-    ".git", ".hg", ".svn", ".omnigent", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".nox",
+    ".git", ".hg", ".svn", ".omnigent", "node_modules", "__pycache__", ".venv", "venv", ".tox",
+    ".nox",
     ".mypy_cache", ".pytest_cache", ".ruff_cache", ".gradle", ".next", ".terraform",
 })
 FILE_CAP = 1024 * 1024        # bytes of one file kept in the baseline

@@ -19,7 +19,8 @@ State = Annotated[AppState, Depends(state)]
 
 
 async def _control(st: AppState, ref, timeout: float = 10.0, status: int = 200) -> Json:
-    return Json(await call(ref, timeout=timeout, unreachable=ControlUnavailable), status_code=status)
+    return Json(await call(ref, timeout=timeout, unreachable=ControlUnavailable),
+                status_code=status)
 
 
 @router.post("/sessions", status_code=201, response_model=SessionPublic,
