@@ -51,12 +51,14 @@ from omnigent.env.tree import (
 )
 from omnigent.env.watcher import (
     BARRIER_MASK,
+    CALLBACK_ID,
     IN_CREATE,
     IN_DELETE,
     IN_ISDIR,
     IN_MOVED_FROM,
     IN_MOVED_TO,
     WATCH_MASK,
+    WatchDescriptor,
     Watcher,
 )
 from omnigent.errors import NotChanged
@@ -85,16 +87,17 @@ class ChangeTracker:
         self._ignored: set[str] = set()  # directories found to be virtual environments
         self._cache: tuple[int, dict] | None = None  # (events seen, last answer)
         self._wd_dir: dict[int, str] = {}
-        self._dir_wd: dict[str, int] = {}
+        self._dir_wd: dict[str, WatchDescriptor] = {}
         self._barrier_wd = -1
         self._barrier_seq = 0
         self._barrier_seen = 0
         self._barrier_cv = threading.Condition()
         self._stop = threading.Event()
-        self._fd = None
+        self._fd: Watcher | None = None
         os.makedirs(os.path.join(state_dir, "barrier"), exist_ok=True)
         self._pack_path = os.path.join(state_dir, "baseline.pack")
-        self._pack = open(self._pack_path, "w+b")
+        # held open for the tracker's life (close() closes it), not a with-block's
+        self._pack = open(self._pack_path, "w+b")  # noqa: SIM115
 
     # start / stop -------------------------------------------------------------------
     def start(self) -> None:
@@ -139,7 +142,8 @@ class ChangeTracker:
             self._fd = Watcher()
             self._fd.start()
             self._barrier_wd = self._fd.add_callback(
-                os.fsencode(os.path.join(self.state_dir, "barrier")), BARRIER_MASK, self, 0)
+                os.fsencode(os.path.join(self.state_dir, "barrier")), BARRIER_MASK, self,
+                CALLBACK_ID)
         except OSError as exc:  # no inotify instance left: reconcile instead
             log.warning("no filesystem watcher (%s); changes are found by reconcile", exc)
             self._fd = None
@@ -152,7 +156,7 @@ class ChangeTracker:
             return
         path = os.path.join(self.root, rel) if rel else self.root
         try:
-            wd = self._fd.add_callback(os.fsencode(path), WATCH_MASK, self, 0)
+            wd = self._fd.add_callback(os.fsencode(path), WATCH_MASK, self, CALLBACK_ID)
         except OSError as exc:
             if not self._lost_events:
                 log.warning("cannot watch %s (%s); changes there are found by reconcile",
@@ -234,8 +238,10 @@ class ChangeTracker:
 
     def _watch_dir_tree(self, rel: str) -> None:
         found = []
-        for child, _ in walk_files(os.path.join(self.root, rel),
-                                   on_dir=lambda sub: self._watch_dir(f"{rel}/{sub}" if sub else rel)):
+        def on_dir(sub: str) -> None:
+            self._watch_dir(f"{rel}/{sub}" if sub else rel)
+
+        for child, _ in walk_files(os.path.join(self.root, rel), on_dir=on_dir):
             found.append(f"{rel}/{child}")
         self._mark(found)
 
@@ -255,7 +261,7 @@ class ChangeTracker:
                 self._wd_dir.pop(wd, None)
         if self._fd is not None and gone:
             try:
-                self._fd.remove_callbacks([(wd, 0) for wd, _ in gone])
+                self._fd.remove_callbacks([(wd, CALLBACK_ID) for wd, _ in gone])
             except OSError:
                 pass
 
@@ -405,7 +411,7 @@ class ChangeTracker:
                 "status": status, "truncated": truncated}
         texts = [None if before is None else decode_text(before),
                  None if after is None else decode_text(after, cut=truncated)]
-        if all(t is not None or b is None for t, b in zip(texts, (before, after))):
+        if all(t is not None or b is None for t, b in zip(texts, (before, after), strict=True)):
             body.update(encoding="utf-8", before=texts[0], after=texts[1])
         else:
             body.update(encoding="base64", before=b64_or_none(before), after=b64_or_none(after))

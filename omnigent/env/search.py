@@ -111,7 +111,7 @@ def search(
                             q_has_slash and ql in dir_lower + name_lower
                         ):
                             continue
-                    target = entry
+                    target: os.DirEntry[str] | os.stat_result = entry
                     if not entry.is_file(follow_symlinks=False):
                         if not entry.is_symlink():
                             continue  # fifo, socket, device...
