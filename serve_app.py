@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 @serve.deployment(num_replicas=1, max_ongoing_requests=10_000, health_check_period_s=2)
 @serve.ingress(app)
 class OmnigentIngress:
-    async def __init__(self, settings: dict) -> None:
+    # Ray Serve awaits an async constructor; mypy knows only plain classes
+    async def __init__(self, settings: dict) -> None:  # type: ignore[misc]
         self.settings = Settings(**settings)
         app.state.omnigent = AppState(self.settings)
         await app.state.omnigent.start()

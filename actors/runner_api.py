@@ -92,9 +92,12 @@ _ENV = error_responses(400, 404, 422)
 router = APIRouter(prefix="/resources")
 
 
+def _dumps(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def _json(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
-                    status, media_type="application/json")
+    return Response(_dumps(body), status, media_type="application/json")
 
 
 def _root(runner: RunnerResources, environment_id: str) -> str:
@@ -197,7 +200,7 @@ def _changes_json(runner: RunnerResources, answer: dict) -> bytes:
     """The tracker answers from its cache when nothing changed: so do we, bytes and all."""
     cached = getattr(runner, "_changes_json", None)
     if cached is None or cached[0] is not answer:
-        cached = (answer, _json(answer).body)
+        cached = (answer, _dumps(answer))
         runner._changes_json = cached  # type: ignore[attr-defined]
     return cached[1]
 

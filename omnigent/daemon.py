@@ -67,12 +67,12 @@ class HostDaemon:
                 continue
             owner = cluster["join_key"].rpartition(".")[0]
             self.host_id = host_id_for(owner, machine_id())
-            self._node = self._start_node(cluster)
+            self._node = node = self._start_node(cluster)
             if self._wait_online(timeout=60):
                 delay = 1.0
                 log.info("registered as host %s of %s", self.host_id, owner)
                 print(f"registered as host {self.host_id}", flush=True)
-            self._watch(cluster["ray_address"])
+            self._watch(node, cluster["ray_address"])
             if self._stop.is_set():
                 break
             log.warning("this machine's Ray node left the cluster (%s); joining again in "
@@ -82,11 +82,11 @@ class HostDaemon:
             delay = min(delay * 2, 5)
         self._stop_node()
 
-    def _watch(self, ray_address: str) -> None:
+    def _watch(self, node: subprocess.Popen, ray_address: str) -> None:
         """Until the node exits, or the server moved to another cluster (it restarted:
         this node's raylet would only notice after a minute without its GCS)."""
         checked = time.monotonic()
-        while self._node.poll() is None and not self._stop.wait(0.5):
+        while node.poll() is None and not self._stop.wait(0.5):
             if time.monotonic() - checked < 3:
                 continue
             checked = time.monotonic()

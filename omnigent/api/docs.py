@@ -56,11 +56,13 @@ def _runner_routes(served: set[tuple[str, str]]) -> list[APIRoute]:
     docs = APIRouter()
     prefix = "/v1/sessions/{session_id}"
     for route in runner_api.router.routes:
-        if not isinstance(route, APIRoute) or {(prefix + route.path, m.lower())
-                                               for m in route.methods} & served:
+        if not isinstance(route, APIRoute):
+            continue
+        methods = route.methods or set()  # typed optional; an APIRoute's is always a set
+        if {(prefix + route.path, m.lower()) for m in methods} & served:
             continue
         docs.add_api_route(
-            prefix + route.path, route.endpoint, methods=list(route.methods),
+            prefix + route.path, route.endpoint, methods=list(methods),
             response_model=route.response_model, status_code=route.status_code,
             tags=route.tags, description=route.description, name=route.name,
             dependencies=[Depends(_session_path), *route.dependencies],

@@ -14,6 +14,7 @@ import hashlib
 import os
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -21,6 +22,9 @@ from starlette.requests import ClientDisconnect, Request
 
 from omnigent.domain.files import content_type_for, safe_filename
 from omnigent.errors import InvalidUpload, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks  # defined for type checkers only
 
 FIELD = "file"
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file's bytes
@@ -60,7 +64,7 @@ class _FilePart:
         self._value = b""
         self._in_file = False
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._part_begin, "on_header_field": self._header_field,
             "on_header_value": self._header_value, "on_header_end": self._header_end,
@@ -97,6 +101,7 @@ class _FilePart:
     def _data(self, data: bytes, start: int, end: int) -> None:
         if not self._in_file:
             return
+        assert self.fd is not None  # _in_file is set only once the file is open
         self.size += end - start
         if self.size > self.cap:
             raise PayloadTooLarge(f"the file is larger than the cap of {self.cap} bytes")

@@ -7,7 +7,7 @@ import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.datastructures import Headers
@@ -28,12 +28,13 @@ _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-da
     "schema": {"type": "object", "required": ["file"], "properties": {
         "file": {"type": "string", "format": "binary",
                  "description": "The file; its part's filename and content type are kept."}}}}}}}
-_CONTENT = {200: {"description": "The file's bytes, with its own Content-Type",
-                  "content": {"*/*": {
-                      "schema": {"type": "string", "format": "binary"}}}},
-            206: {"description": "The requested range of the bytes (`Range`)"},
-            304: {"description": "Not modified (`If-None-Match` matched the ETag)"},
-            **error_responses(404, 416, 503)}
+_CONTENT: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The file's bytes, with its own Content-Type",
+          "content": {"*/*": {
+              "schema": {"type": "string", "format": "binary"}}}},
+    206: {"description": "The requested range of the bytes (`Range`)"},
+    304: {"description": "Not modified (`If-None-Match` matched the ETag)"},
+    **error_responses(404, 416, 503)}
 User = Annotated[str, Depends(current_user)]
 State = Annotated[AppState, Depends(state)]
 
@@ -138,11 +139,8 @@ class _Download(FileResponse):
     async def _open_file(self):
         # Starlette reads through AnyIO, which in a Serve replica starts a new worker
         # thread for every download; a long-lived pool of our own does the same reads.
-        f = open(self.path, "rb")  # buffered: read(n) gives n bytes until the end
-        try:
+        with open(self.path, "rb") as f:  # buffered: read(n) gives n bytes until the end
             yield _PooledReads(f)
-        finally:
-            f.close()
 
     async def __call__(self, scope, receive, send) -> None:
         wanted = Headers(scope=scope).get("range")

@@ -98,7 +98,7 @@ async def list_terminals(session_id: str, user: User, st: State,
     if routes["own"] is None and not routes["moved_in"]:
         raise _no_runner(routes["reason"])
     items: list[dict] = []
-    places = []
+    places: list[tuple[RunnerLink, dict]] = []
     if routes["own"] is not None:
         places.append((await st.runner_link(user, session_id), {}))
     for runner in {m["runner_id"]: m for m in routes["moved_in"].values()}.values():
@@ -192,7 +192,7 @@ async def _token_frame(ws: WebSocket) -> str | None:
     try:
         text = await asyncio.wait_for(ws.receive_text(), AUTH_WAIT_S)
         frame = json.loads(text)
-    except (asyncio.TimeoutError, ValueError, KeyError, TypeError):
+    except (TimeoutError, ValueError, KeyError, TypeError):
         return None
     if isinstance(frame, dict) and frame.get("type") == "auth":
         token = frame.get("token")
