@@ -58,10 +58,10 @@ class BearerCheck:
         self.want = f"Bearer {TOKEN}".encode()
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"] != "/healthz":
-            if dict(scope["headers"]).get(b"authorization") != self.want:
-                await Response(status_code=401)(scope, receive, send)
-                return
+        if (scope["type"] == "http" and scope["path"] != "/healthz"
+                and dict(scope["headers"]).get(b"authorization") != self.want):
+            await Response(status_code=401)(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 

@@ -51,8 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_hosts import (fix_token, kill_group, log, start_reference,  # noqa: E402
-                         summary, wait_http)
+from bench_hosts import fix_token, kill_group, log, start_reference, summary, wait_http  # noqa: E402
+
 from tests.procs import RayNode, Server, base_env, free_port  # noqa: E402
 
 NODE_IP = "127.0.0.41"
@@ -257,7 +257,7 @@ def main() -> int:
         log(f"first changes call after 1,000 files created (ms): {first}")
         log(f"changes after 1,000 files created: {counts}")
         samples["changes1k"] = {}
-        for t, (client, table) in live.items():
+        for _client, table in live.values():
             table["changes1k"] = table["changes"]
         measure(live, ["changes1k"], args.n // 3, samples)
 

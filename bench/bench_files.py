@@ -107,7 +107,7 @@ def tree(root: int) -> dict[int, tuple[P, str]]:
     procs = sorted(proc_tree(root), key=lambda p: p.pid)
     names = [label(p) for p in procs]
     out = {}
-    for p, n in zip(procs, names):
+    for p, n in zip(procs, names, strict=False):
         out[p.pid] = (p, n if names.count(n) == 1 else f"{n}#{p.pid}")
     return out
 

@@ -331,7 +331,7 @@ def main() -> int:
         ready_s = time.monotonic() - t0
         poll.join(5)
         result["token_line_race_hit"] = fix_token(server)
-        ready_line = next((l for l in server.proc.lines if "server ready in" in l), "")
+        ready_line = next((ln for ln in server.proc.lines if "server ready in" in ln), "")
         result["ours_cold_start"] = {"healthz_first_200_s": poll.seconds, "ready_s": ready_s,
                                      "server_reported": ready_line.strip()}
         log(f"ours: /healthz 200 after {poll.seconds}s, ready after {ready_s:.1f}s")
@@ -418,7 +418,7 @@ def main() -> int:
             got["reference"] = listing(ref, ref_host_id)
         want = got["ours"][0]
         assert len(want) == 100, f"ours listed {len(want)} entries"
-        for k, (entries, keys, size) in got.items():
+        for k, (entries, _keys, _size) in got.items():
             if entries != want:
                 raise AssertionError(f"{k}'s listing differs from ours")
         result["fs_envelope_keys"] = {k: v[1] for k, v in got.items()}
@@ -455,7 +455,7 @@ def main() -> int:
              {"ours": (ours, fs_url(local_host))}),
         ]
         samples = {op[0]: {t: [] for t in op[3]} for op in ops}
-        for key, _, _, targets in ops:
+        for _key, _, _, targets in ops:
             for t, (client, url) in targets.items():
                 for _ in range(WARMUP):
                     r = client.get(url)
@@ -516,7 +516,8 @@ def main() -> int:
                  ratio(k, "ours", "reference"), ratio(k, "ours", "uvicorn")]
                 for k, label, _, _ in ops]
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-        line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
+        line = lambda r: (  # noqa: E731
+            "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + " |")
         print()
         print(f"Hosts API latency, ms (n={args.n} sequential requests each, {WARMUP} warm-up, "
               f"keep-alive httpx.Client; ours browses a host on Ray node {NODE_IP})")

@@ -374,7 +374,7 @@ async def measure(targets: dict, args) -> dict:
 
     # -- bulk ---------------------------------------------------------------------------
     line = f"cat {args.bulk_path}; echo END-$((1+1))\n".encode()
-    for name, (_, term) in targets.items():
+    for _, term in targets.values():
         await term.drain()
     bulk: dict = {t: [] for t in targets}
     for run in range(args.bulk_runs):

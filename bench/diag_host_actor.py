@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_hosts import fix_token, make_dir, proc_tree  # noqa: E402
+
 from tests.procs import RayNode, Server  # noqa: E402
 
 
@@ -82,9 +83,9 @@ def main() -> int:
             for tag, hid in (("head", head_host), ("node 127.0.0.11", node_host)):
                 h = ray.get_actor(f"host_{hid}", namespace=ns)
                 rows.append((f"ray.get(ready()) on {tag} HostActor",
-                             p50_p99(lambda: ray.get(h.ready.remote()), args.n)))
+                             p50_p99(lambda h=h: ray.get(h.ready.remote()), args.n)))
                 rows.append((f"ray.get(list_directory(100)) on {tag} HostActor",
-                             p50_p99(lambda: ray.get(h.list_directory.remote(
+                             p50_p99(lambda h=h: ray.get(h.list_directory.remote(
                                  path, 100, None, None)), args.n)))
             # The replica's pattern: await the ref on an asyncio loop, with a deadline
             # (actors/calls.py `call`), instead of a blocking ray.get.
@@ -94,10 +95,10 @@ def main() -> int:
             for tag, hid in (("head", head_host), ("node 127.0.0.11", node_host)):
                 h = ray.get_actor(f"host_{hid}", namespace=ns)
                 rows.append((f"await wait_for(list_directory(100)) on {tag}",
-                             p50_p99(lambda: loop.run_until_complete(asyncio.wait_for(
+                             p50_p99(lambda h=h: loop.run_until_complete(asyncio.wait_for(
                                  h.list_directory.remote(path, 100, None, None), 5)), args.n)))
                 rows.append((f"await wait_for(ready()) on {tag}",
-                             p50_p99(lambda: loop.run_until_complete(asyncio.wait_for(
+                             p50_p99(lambda h=h: loop.run_until_complete(asyncio.wait_for(
                                  h.ready.remote(), 5)), args.n)))
             loop.close()
         finally:

@@ -132,7 +132,7 @@ def deploy(settings: Settings) -> str:
 
     serve.start(proxy_location="Disabled")
     serve.run(
-        OmnigentIngress.options(ray_actor_options={
+        OmnigentIngress.options(ray_actor_options={  # type: ignore[attr-defined]  # a Deployment
             "num_cpus": 0, "resources": {f"node:{node_ip}": 0.001}}).bind(settings.to_dict()),
         name=ns, route_prefix=f"/{ns}", blocking=False,
     )

@@ -185,7 +185,8 @@ class Store:
 
         return self._update_session(session_id, bind)
 
-    def update_session_if_runner(self, session_id: str, runner_id: str, fields: dict) -> dict | None:
+    def update_session_if_runner(self, session_id: str, runner_id: str,
+                                 fields: dict) -> dict | None:
         """Update a session only while `runner_id` is still its runner."""
         def update(session: dict) -> bool:
             if session["runner_id"] != runner_id:

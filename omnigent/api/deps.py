@@ -64,7 +64,7 @@ class AppState:
         while True:
             try:
                 self._apply(*await self.control.watch_hosts.remote(self.version))
-            except Exception:  # control restarting (or rolled forward): find it again
+            except Exception:  # noqa: BLE001 - control restarting or rolled forward: find it again
                 log.warning("host table long-poll failed; looking the ControlActor up again")
                 await asyncio.sleep(0.2)
                 self.control = get_named("control", self.settings.namespace) or self.control
