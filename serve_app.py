@@ -33,14 +33,21 @@ class OmnigentIngress:
         app.state.omnigent = AppState(self.settings)
         await app.state.omnigent.start()
         config = uvicorn.Config(
-            app, host=self.settings.host, port=self.settings.port, log_level="warning",
-            lifespan="off", ws_ping_interval=20, ws_ping_timeout=20,
-            timeout_keep_alive=75, access_log=False,
+            app,
+            host=self.settings.host,
+            port=self.settings.port,
+            log_level="warning",
+            lifespan="off",
+            ws_ping_interval=20,
+            ws_ping_timeout=20,
+            timeout_keep_alive=75,
+            access_log=False,
         )
         self._server = uvicorn.Server(config)
         self._socket = _reusable_listener(self.settings.host, self.settings.port)
         self._task = asyncio.get_running_loop().create_task(
-            self._server.serve(sockets=[self._socket]))
+            self._server.serve(sockets=[self._socket])
+        )
         while not self._server.started:
             if self._task.done():
                 self._task.result()  # raises why it could not start (port in use…)

@@ -43,8 +43,13 @@ class ControlActor:
         self.db = StoreThread(Store(self.settings.db_path))
         clock = time.time
         self.tokens = Tokens(self.db)
-        self.hosts = Hosts(self.db, clock, self.node_id, self.settings.admin_user,
-                           server_secret(Path(self.settings.state_dir)))
+        self.hosts = Hosts(
+            self.db,
+            clock,
+            self.node_id,
+            self.settings.admin_user,
+            server_secret(Path(self.settings.state_dir)),
+        )
         self.sessions = Sessions(self.db, clock)
         self.files = Files(self.db, self.sessions, clock, self.settings.files_dir)
         self.runners = Runners(self.db, self.sessions, clock, self.hosts.count)
@@ -115,8 +120,11 @@ class ControlActor:
     async def cluster_info(self, user: str) -> dict:
         """What a machine needs to become `user`'s host (the Ray token not included: only
         the cluster's admin hands that out, see README "Enrolling more machines")."""
-        return {"ray_address": ray.get_runtime_context().gcs_address, "namespace": self.ns,
-                "join_key": self.hosts.join_key(user)}
+        return {
+            "ray_address": ray.get_runtime_context().gcs_address,
+            "namespace": self.ns,
+            "join_key": self.hosts.join_key(user),
+        }
 
     async def watch_hosts(self, known_version: int, wait_s: float = 20.0) -> tuple[int, list]:
         """Long-poll: the host table once it differs from `known_version`."""
@@ -179,7 +187,8 @@ class ControlActor:
                     break
                 await asyncio.sleep(0.1)
         return RemoteHost.options(**options.host_options(self.ns, node_id)).remote(
-            self.ns, self.code_version)
+            self.ns, self.code_version
+        )
 
     # sessions ---------------------------------------------------------------------
     async def create_session(self, user: str, body: dict) -> dict:
@@ -189,7 +198,8 @@ class ControlActor:
         if body.get("host_id"):
             try:
                 await self.launch_runner(
-                    user, body["host_id"], session["id"], body["workspace"], body.get("git"))
+                    user, body["host_id"], session["id"], body["workspace"], body.get("git")
+                )
             except BaseException:
                 await self.sessions.remove(session["id"])
                 raise
@@ -198,8 +208,9 @@ class ControlActor:
     async def get_session(self, user: str, session_id: str) -> dict:
         return await self.sessions.get(user, session_id)
 
-    async def list_sessions(self, user: str, limit: int, after: str | None,
-                            before: str | None, order: str) -> dict:
+    async def list_sessions(
+        self, user: str, limit: int, after: str | None, before: str | None, order: str
+    ) -> dict:
         return await self.sessions.list(user, limit, after, before, order)
 
     async def delete_session(self, user: str, session_id: str) -> dict:
@@ -207,7 +218,8 @@ class ControlActor:
         if session is not None:
             if session["runner_id"] and session["status"] in LIVE:
                 await self._with_session_actor(
-                    session_id, lambda a: a.stop_runner.remote(session["runner_id"]))
+                    session_id, lambda a: a.stop_runner.remote(session["runner_id"])
+                )
             await self.sessions.remove(session_id)
             await self.files.remove_all(session_id)
             entry = self.session_actors.pop(session_id, None)
@@ -222,8 +234,9 @@ class ControlActor:
     async def terminal_routes(self, user: str, session_id: str) -> dict:
         return await self.sessions.terminal_routes(user, session_id)
 
-    async def terminal_moved(self, source: str, target: str, terminal_id: str,
-                             runner_id: str) -> None:
+    async def terminal_moved(
+        self, source: str, target: str, terminal_id: str, runner_id: str
+    ) -> None:
         await self.sessions.terminal_moved(source, target, terminal_id, runner_id)
 
     async def forget_terminal(self, session_id: str, terminal_id: str) -> None:
@@ -234,8 +247,15 @@ class ControlActor:
         """Take a fully received upload (a staged file on this machine) into the session."""
         return await self.files.add(user, session_id, staged, meta)
 
-    async def list_files(self, user: str, session_id: str, limit: int, after: str | None,
-                         before: str | None, order: str) -> dict:
+    async def list_files(
+        self,
+        user: str,
+        session_id: str,
+        limit: int,
+        after: str | None,
+        before: str | None,
+        order: str,
+    ) -> dict:
         return await self.files.list(user, session_id, limit, after, before, order)
 
     async def get_file(self, user: str, session_id: str, file_id: str) -> dict:
@@ -251,16 +271,19 @@ class ControlActor:
             yield data
 
     # runners ----------------------------------------------------------------------
-    async def launch_runner(self, user: str, host_id: str, session_id: str, workspace: str,
-                            git: dict | None) -> dict:
+    async def launch_runner(
+        self, user: str, host_id: str, session_id: str, workspace: str, git: dict | None
+    ) -> dict:
         self.hosts.owned(user, host_id)
         await self.sessions.owned(user, session_id)
         node_id = self.hosts.online_node(user, host_id)
         return await self._with_session_actor(
-            session_id, lambda a: a.launch.remote(host_id, node_id, workspace, git))
+            session_id, lambda a: a.launch.remote(host_id, node_id, workspace, git)
+        )
 
-    async def bind_runner(self, session_id: str, runner_id: str, binding_token: str,
-                          fields: dict) -> None:
+    async def bind_runner(
+        self, session_id: str, runner_id: str, binding_token: str, fields: dict
+    ) -> None:
         await self.runners.bind(session_id, runner_id, binding_token, fields)
 
     async def unbind_runner(self, session_id: str, runner_id: str) -> None:

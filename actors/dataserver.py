@@ -26,9 +26,15 @@ class KeyedServer:
             s.bind((bind_ip, 0))
             port = s.getsockname()[1]
         self.url = f"http://{bind_ip}:{port}"
-        config = uvicorn.Config(_RequireKey(app, key), host=bind_ip, port=port,
-                                log_level="warning", access_log=False, lifespan="off",
-                                timeout_keep_alive=75)
+        config = uvicorn.Config(
+            _RequireKey(app, key),
+            host=bind_ip,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=75,
+        )
         self._server = uvicorn.Server(config)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -66,8 +72,9 @@ class _RequireKey:
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": CLOSE_FORBIDDEN})
                     return
-                await send({"type": "http.response.start", "status": KEY_REFUSED_STATUS,
-                            "headers": []})
+                await send(
+                    {"type": "http.response.start", "status": KEY_REFUSED_STATUS, "headers": []}
+                )
                 await send({"type": "http.response.body", "body": b""})
                 return
         await self.app(scope, receive, send)

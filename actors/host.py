@@ -42,8 +42,9 @@ class HostActor:
         self._aborted: set[str] = set()
         self._lock = threading.Lock()
         self._data_key = secrets.token_urlsafe(32)
-        self._data = host_data_server(ray.util.get_node_ip_address(), self._data_key,
-                                      lambda: self.home)
+        self._data = host_data_server(
+            ray.util.get_node_ip_address(), self._data_key, lambda: self.home
+        )
         self._data.start()
         self._remove_stale_runner_state()
 
@@ -63,8 +64,13 @@ class HostActor:
                 shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
     def ready(self) -> dict:
-        return {"node_id": self.node_id, "pid": os.getpid(), "home": self.home,
-                "version": self.version, "about": self.about}
+        return {
+            "node_id": self.node_id,
+            "pid": os.getpid(),
+            "home": self.home,
+            "version": self.version,
+            "about": self.about,
+        }
 
     def stop_node(self) -> bool:
         """Stop this machine's Ray node if `omnigent ray-start` started it (`ray down` of
@@ -74,9 +80,13 @@ class HostActor:
 
         if not started_by_omnigent():
             return False
-        subprocess.Popen([sys.executable, "-m", "omnigent.cli", "ray-stop"],
-                         start_new_session=True, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            [sys.executable, "-m", "omnigent.cli", "ray-stop"],
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return True
 
     def adopt(self, host_id: str, owner: str) -> None:
@@ -96,8 +106,13 @@ class HostActor:
         return json.dumps(page, ensure_ascii=False, separators=(",", ":")).encode()
 
     def launch_runner(
-        self, runner_id: str, session_id: str, workspace: str, git: dict | None,
-        binding_token: str, runner_settings: dict | None = None,
+        self,
+        runner_id: str,
+        session_id: str,
+        workspace: str,
+        git: dict | None,
+        binding_token: str,
+        runner_settings: dict | None = None,
     ) -> dict:
         """Start a RunnerActor on this node; on any failure undo everything and raise.
         `runner_settings`: the server's Settings.runner_settings()."""
@@ -115,8 +130,14 @@ class HostActor:
 
             runner = RemoteRunner.options(
                 **options.runner_options(self.namespace, runner_id, self.node_id)
-            ).remote(runner_id, session_id, self.host_id, tree.path if tree else cwd, binding_token,
-                     **(runner_settings or {}))
+            ).remote(
+                runner_id,
+                session_id,
+                self.host_id,
+                tree.path if tree else cwd,
+                binding_token,
+                **(runner_settings or {}),
+            )
             try:
                 info = ray.get(runner.hello.remote(), timeout=30)
             except ray.exceptions.GetTimeoutError:

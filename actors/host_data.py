@@ -30,8 +30,13 @@ def host_data_server(bind_ip: str, key: str, home: Callable[[], str]) -> KeyedSe
         q = request.query_params
         try:
             # Inline on purpose: a listing takes ~1 ms; a thread hop would cost as much.
-            page = hostfs.list_directory(q.get("path"), home(), limit=int(q["limit"]),
-                                         after=q.get("after"), before=q.get("before"))
+            page = hostfs.list_directory(
+                q.get("path"),
+                home(),
+                limit=int(q["limit"]),
+                after=q.get("after"),
+                before=q.get("before"),
+            )
         except OmnigentError as exc:
             return _error(exc)
         body = json.dumps(page, ensure_ascii=False, separators=(",", ":")).encode()

@@ -12,15 +12,23 @@ def pinned(node_id: str) -> NodeAffinitySchedulingStrategy:
 
 def control_options(namespace: str, node_id: str) -> dict:
     return dict(
-        name="control", namespace=namespace, lifetime="detached", num_cpus=0,
-        max_concurrency=1000, scheduling_strategy=pinned(node_id),
+        name="control",
+        namespace=namespace,
+        lifetime="detached",
+        num_cpus=0,
+        max_concurrency=1000,
+        scheduling_strategy=pinned(node_id),
     )
 
 
 def session_options(namespace: str, session_id: str, node_id: str) -> dict:
     return dict(
-        name=f"session_{session_id}", namespace=namespace, lifetime="detached",
-        get_if_exists=True, num_cpus=0, max_concurrency=100,
+        name=f"session_{session_id}",
+        namespace=namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        num_cpus=0,
+        max_concurrency=100,
         scheduling_strategy=pinned(node_id),
     )
 
@@ -30,14 +38,23 @@ def host_options(namespace: str, node_id: str) -> dict:
     # Detached: the ControlActor outlives the driver that started it, and only detached
     # actors may still be created for a job whose driver has gone.
     return dict(
-        name=f"node_{node_id}", namespace=namespace, lifetime="detached", num_cpus=0,
-        max_concurrency=16, scheduling_strategy=pinned(node_id), max_restarts=0,
+        name=f"node_{node_id}",
+        namespace=namespace,
+        lifetime="detached",
+        num_cpus=0,
+        max_concurrency=16,
+        scheduling_strategy=pinned(node_id),
+        max_restarts=0,
     )
 
 
 def runner_options(namespace: str, runner_id: str, node_id: str) -> dict:
     return dict(
-        name=runner_id, namespace=namespace, lifetime="detached", num_cpus=0,
-        max_concurrency=100, scheduling_strategy=pinned(node_id), max_restarts=0,
+        name=runner_id,
+        namespace=namespace,
+        lifetime="detached",
+        num_cpus=0,
+        max_concurrency=100,
+        scheduling_strategy=pinned(node_id),
+        max_restarts=0,
     )
-

@@ -35,8 +35,14 @@ def runner_state_dir(namespace: str, runner_id: str = "") -> str:
 
 class RunnerActor:
     def __init__(
-        self, runner_id: str, session_id: str, host_id: str, cwd: str, binding_token: str,
-        max_terminals: int = MAX_TERMINALS, reconcile_s: float = 30.0,
+        self,
+        runner_id: str,
+        session_id: str,
+        host_id: str,
+        cwd: str,
+        binding_token: str,
+        max_terminals: int = MAX_TERMINALS,
+        reconcile_s: float = 30.0,
     ) -> None:
         # max_terminals, reconcile_s: the server's settings (Settings.runner_settings)
         os.chdir(cwd)
@@ -61,11 +67,17 @@ class RunnerActor:
         self._terminals: Terminals | None = None  # made on the data path's loop
         self._declared: dict | None = None
         self.tracker = ChangeTracker(
-            self.root, runner_state_dir(ray.get_runtime_context().namespace, runner_id),
-            reconcile_s=reconcile_s)
+            self.root,
+            runner_state_dir(ray.get_runtime_context().namespace, runner_id),
+            reconcile_s=reconcile_s,
+        )
         self.tracker.start()
-        self._data = KeyedServer(ray.util.get_node_ip_address(), secrets.token_urlsafe(32),
-                                 runner_app(self), name="runner-data")
+        self._data = KeyedServer(
+            ray.util.get_node_ip_address(),
+            secrets.token_urlsafe(32),
+            runner_app(self),
+            name="runner-data",
+        )
         self._data.start()
 
     async def hello(self) -> dict:
@@ -89,10 +101,14 @@ class RunnerActor:
 
     # resources (read by the data path's thread: plain data only) -------------------
     def environment(self) -> dict:
-        return {"id": "default", "object": "session.resource", "type": "environment",
-                "session_id": self.session_id, "name": "default",
-                "metadata": {"root": self.root, "host_id": self.host_id,
-                             "runner_id": self.runner_id}}
+        return {
+            "id": "default",
+            "object": "session.resource",
+            "type": "environment",
+            "session_id": self.session_id,
+            "name": "default",
+            "metadata": {"root": self.root, "host_id": self.host_id, "runner_id": self.runner_id},
+        }
 
     def resources(self) -> list[dict]:
         found = [self.environment()]
@@ -106,17 +122,19 @@ class RunnerActor:
             declared = await asyncio.to_thread(self.declared_terminals)
             if self._terminals is None:
                 self._terminals = Terminals(
-                    self.root, self.session_id, declared,
+                    self.root,
+                    self.session_id,
+                    declared,
                     max_terminals=self.max_terminals,
-                    env=self.child_env)
+                    env=self.child_env,
+                )
         return self._terminals
 
     def declared_terminals(self) -> dict:
         """The agent spec's terminals (asked once; blocking, from a worker thread)."""
         if self._declared is None:
             control = ray.get_actor("control", namespace=ray.get_runtime_context().namespace)
-            self._declared = ray.get(control.session_terminals.remote(self.session_id),
-                                     timeout=10)
+            self._declared = ray.get(control.session_terminals.remote(self.session_id), timeout=10)
         return self._declared
 
     # files -----------------------------------------------------------------------------
@@ -131,8 +149,9 @@ class RunnerActor:
         digest, size = hashlib.sha256(), 0
         try:
             with open(partial, "wb") as out:
-                chunks = control.file_chunks.options(
-                    _generator_backpressure_num_objects=4).remote(self.session_id, file_id)
+                chunks = control.file_chunks.options(_generator_backpressure_num_objects=4).remote(
+                    self.session_id, file_id
+                )
                 for ref in chunks:
                     data = ray.get(ref, timeout=60)
                     digest.update(data)

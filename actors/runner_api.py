@@ -82,8 +82,12 @@ After = Annotated[str | None, Query(description="Keyset cursor: items after this
 Before = Annotated[str | None, Query(description="Keyset cursor: items before this id.")]
 Order = Annotated[Literal["asc", "desc"], Query(description="Sort direction.")]
 SearchLimit = Annotated[int, Query(ge=1, le=500)]
-SearchQuery = Annotated[str, Query(pattern=r"\S", description="Case-insensitive substring "
-                                   "of a file's name or relative path.")]
+SearchQuery = Annotated[
+    str,
+    Query(
+        pattern=r"\S", description="Case-insensitive substring of a file's name or relative path."
+    ),
+]
 Globs = Annotated[str | None, Query(description="Comma-separated globs.")]
 Acting = Annotated[str | None, Header(alias=wire.SESSION_HEADER, include_in_schema=False)]
 EnvPath = Annotated[str, "a path relative to the environment root"]
@@ -108,39 +112,64 @@ def _root(runner: RunnerResources, environment_id: str) -> str:
 
 # generic ----------------------------------------------------------------------------
 @router.get("", response_model=ResourceList, tags=["resources"], responses=_ENV)
-async def list_resources(runner: Runner,
-                         type: Literal["environment", "terminal", "file"] | None = None):
+async def list_resources(
+    runner: Runner, type: Literal["environment", "terminal", "file"] | None = None
+):
     """The runner-authoritative inventory of the session (the API adds its files)."""
     data = [res for res in runner.resources() if type is None or res["type"] == type]
     return _json(list_envelope(data, False))
 
 
-@router.get("/environments", response_model=ResourceList, tags=["environments"],
-            responses=_ENV)
+@router.get("/environments", response_model=ResourceList, tags=["environments"], responses=_ENV)
 async def list_environments(runner: Runner):
     return _json(list_envelope([runner.environment()], False))
 
 
-@router.get("/environments/{environment_id}", response_model=ResourcePublic,
-            tags=["environments"], responses=_ENV)
+@router.get(
+    "/environments/{environment_id}",
+    response_model=ResourcePublic,
+    tags=["environments"],
+    responses=_ENV,
+)
 async def get_environment(environment_id: str, runner: Runner):
     _root(runner, environment_id)
     return _json(runner.environment())
 
 
 # filesystem ---------------------------------------------------------------------------
-@router.get("/environments/{environment_id}/filesystem", response_model=FsListing,
-            tags=["environments"], responses=_ENV)
-async def browse_root(environment_id: str, runner: Runner, limit: Limit = 20,
-                      after: After = None, before: Before = None, order: Order = "desc"):
+@router.get(
+    "/environments/{environment_id}/filesystem",
+    response_model=FsListing,
+    tags=["environments"],
+    responses=_ENV,
+)
+async def browse_root(
+    environment_id: str,
+    runner: Runner,
+    limit: Limit = 20,
+    after: After = None,
+    before: Before = None,
+    order: Order = "desc",
+):
     """The root directory of the environment, one page of entries."""
     return await browse(environment_id, "", runner, limit, after, before, order)
 
 
-@router.get("/environments/{environment_id}/filesystem/{path:path}",
-            response_model=FsListing | FileContent, tags=["environments"], responses=_ENV)
-async def browse(environment_id: str, path: EnvPath, runner: Runner, limit: Limit = 20,
-                 after: After = None, before: Before = None, order: Order = "desc"):
+@router.get(
+    "/environments/{environment_id}/filesystem/{path:path}",
+    response_model=FsListing | FileContent,
+    tags=["environments"],
+    responses=_ENV,
+)
+async def browse(
+    environment_id: str,
+    path: EnvPath,
+    runner: Runner,
+    limit: Limit = 20,
+    after: After = None,
+    before: Before = None,
+    order: Order = "desc",
+):
     """A directory's listing or a file's content (text as UTF-8, binary as base64)."""
     root = _root(runner, environment_id)
     # Inline: a read or a page of a listing takes well under a millisecond or two,
@@ -148,9 +177,12 @@ async def browse(environment_id: str, path: EnvPath, runner: Runner, limit: Limi
     return _json(fsops.get(root, path, limit=limit, after=after, before=before, order=order))
 
 
-@router.put("/environments/{environment_id}/filesystem/{path:path}",
-            response_model=WriteResult, tags=["environments"],
-            responses=error_responses(400, 404, 409, 422, 502))
+@router.put(
+    "/environments/{environment_id}/filesystem/{path:path}",
+    response_model=WriteResult,
+    tags=["environments"],
+    responses=error_responses(400, 404, 409, 422, 502),
+)
 async def write(environment_id: str, path: EnvPath, body: WriteFile, runner: Runner):
     """Create or replace a file, atomically; parent directories are created."""
     root = _root(runner, environment_id)
@@ -164,18 +196,24 @@ async def write(environment_id: str, path: EnvPath, body: WriteFile, runner: Run
     return _json(fsops.write_file(root, path, data))
 
 
-@router.patch("/environments/{environment_id}/filesystem/{path:path}",
-              response_model=EditResult, tags=["environments"],
-              responses=error_responses(400, 404, 409, 422, 502))
+@router.patch(
+    "/environments/{environment_id}/filesystem/{path:path}",
+    response_model=EditResult,
+    tags=["environments"],
+    responses=error_responses(400, 404, 409, 422, 502),
+)
 async def edit(environment_id: str, path: EnvPath, body: EditFile, runner: Runner):
     """Replace the one occurrence of `old_text` by `new_text`."""
     root = _root(runner, environment_id)
     return _json(fsops.edit_file(root, path, body.old_text, body.new_text))
 
 
-@router.delete("/environments/{environment_id}/filesystem/{path:path}",
-               response_model=DeleteResult, tags=["environments"],
-               responses=error_responses(400, 404, 409, 422, 502))
+@router.delete(
+    "/environments/{environment_id}/filesystem/{path:path}",
+    response_model=DeleteResult,
+    tags=["environments"],
+    responses=error_responses(400, 404, 409, 422, 502),
+)
 async def delete(environment_id: str, path: EnvPath, runner: Runner, recursive: bool = False):
     """Delete a file, or a directory (a non-empty one only with `recursive=true`)."""
     root = _root(runner, environment_id)
@@ -183,8 +221,12 @@ async def delete(environment_id: str, path: EnvPath, runner: Runner, recursive: 
 
 
 # changes, diff, search, shell -----------------------------------------------------------
-@router.get("/environments/{environment_id}/changes", response_model=ChangeList,
-            tags=["environments"], responses=_ENV)
+@router.get(
+    "/environments/{environment_id}/changes",
+    response_model=ChangeList,
+    tags=["environments"],
+    responses=_ENV,
+)
 async def changes(environment_id: str, runner: Runner):
     """Every file created, modified or deleted since the session started."""
     _root(runner, environment_id)
@@ -205,37 +247,69 @@ def _changes_json(runner: RunnerResources, answer: dict) -> bytes:
     return cached[1]
 
 
-@router.get("/environments/{environment_id}/diff/{path:path}", response_model=FileDiff,
-            tags=["environments"], responses=_ENV)
+@router.get(
+    "/environments/{environment_id}/diff/{path:path}",
+    response_model=FileDiff,
+    tags=["environments"],
+    responses=_ENV,
+)
 async def diff(environment_id: str, path: EnvPath, runner: Runner):
     """A changed file's bytes at session start (`before`) and now (`after`)."""
     _root(runner, environment_id)
     return _json(await asyncio.to_thread(runner.tracker.diff, path))
 
 
-@router.get("/environments/{environment_id}/search", response_model=SearchResult,
-            tags=["environments"], responses=_ENV)
-async def search_root(environment_id: str, q: SearchQuery, runner: Runner,
-                      include: Globs = None, exclude: Globs = None, limit: SearchLimit = 500):
+@router.get(
+    "/environments/{environment_id}/search",
+    response_model=SearchResult,
+    tags=["environments"],
+    responses=_ENV,
+)
+async def search_root(
+    environment_id: str,
+    q: SearchQuery,
+    runner: Runner,
+    include: Globs = None,
+    exclude: Globs = None,
+    limit: SearchLimit = 500,
+):
     """Files whose name or path contains `q`, sorted by path."""
     return await search_under(environment_id, "", q, runner, include, exclude, limit)
 
 
-@router.get("/environments/{environment_id}/search/{path:path}",
-            response_model=SearchResult, tags=["environments"], responses=_ENV)
-async def search_under(environment_id: str, path: EnvPath, q: SearchQuery, runner: Runner,
-                       include: Globs = None, exclude: Globs = None, limit: SearchLimit = 500):
+@router.get(
+    "/environments/{environment_id}/search/{path:path}",
+    response_model=SearchResult,
+    tags=["environments"],
+    responses=_ENV,
+)
+async def search_under(
+    environment_id: str,
+    path: EnvPath,
+    q: SearchQuery,
+    runner: Runner,
+    include: Globs = None,
+    exclude: Globs = None,
+    limit: SearchLimit = 500,
+):
     """As the search of the root, under one directory."""
     root = _root(runner, environment_id)
     norm, real = resolve(root, path)
     if norm and not os.path.isdir(real):
         raise PathNotFound(f"no such directory: {norm}")
-    return _json(await asyncio.to_thread(
-        search.search, root, q, include=include, exclude=exclude, limit=limit, under=norm))
+    return _json(
+        await asyncio.to_thread(
+            search.search, root, q, include=include, exclude=exclude, limit=limit, under=norm
+        )
+    )
 
 
-@router.post("/environments/{environment_id}/shell", response_model=ShellResult,
-             tags=["environments"], responses=_ENV)
+@router.post(
+    "/environments/{environment_id}/shell",
+    response_model=ShellResult,
+    tags=["environments"],
+    responses=_ENV,
+)
 async def run_shell(environment_id: str, body: ShellCommand, runner: Runner):
     """Run a command with the environment root as cwd, in its own process group; on
     timeout the whole group is killed and the partial output returned."""
@@ -244,8 +318,12 @@ async def run_shell(environment_id: str, body: ShellCommand, runner: Runner):
     return _json({"object": "session.environment.shell_result", **result, "cwd": root})
 
 
-@router.post("/files/{file_id}/fetch", response_model=FileFetched, tags=["files"],
-             responses=error_responses(404, 502))
+@router.post(
+    "/files/{file_id}/fetch",
+    response_model=FileFetched,
+    tags=["files"],
+    responses=error_responses(404, 502),
+)
 async def fetch_file(file_id: str, runner: Runner):
     """Bring an uploaded file to the runner's host for the agent (not in the reference)."""
     return _json(await asyncio.to_thread(runner.fetch_file, file_id))
@@ -253,18 +331,36 @@ async def fetch_file(file_id: str, runner: Runner):
 
 # terminals ----------------------------------------------------------------------------
 @router.get("/terminals", response_model=ResourceList, tags=["terminals"], responses=_ENV)
-async def list_terminals(runner: Runner, acting: Acting = None, limit: Limit = 20,
-                         after: After = None, before: Before = None, order: Order = "desc"):
+async def list_terminals(
+    runner: Runner,
+    acting: Acting = None,
+    limit: Limit = 20,
+    after: After = None,
+    before: Before = None,
+    order: Order = "desc",
+):
     items = (await runner.terminals()).list(acting)
-    page = paginate_by_key(items, key=lambda t: t["id"], limit=limit, after=after,
-                           before=before, descending=order == "desc")
+    page = paginate_by_key(
+        items,
+        key=lambda t: t["id"],
+        limit=limit,
+        after=after,
+        before=before,
+        descending=order == "desc",
+    )
     return _json(list_envelope(page.items, page.has_more))
 
 
-@router.post("/terminals", status_code=201, response_model=ResourcePublic, tags=["terminals"],
-             responses={200: {"model": ResourcePublic,
-                              "description": "The live terminal of this name and key"},
-                        **error_responses(400, 404, 409, 422)})
+@router.post(
+    "/terminals",
+    status_code=201,
+    response_model=ResourcePublic,
+    tags=["terminals"],
+    responses={
+        200: {"model": ResourcePublic, "description": "The live terminal of this name and key"},
+        **error_responses(400, 404, 409, 422),
+    },
+)
 async def launch_terminal(body: TerminalCreate, runner: Runner):
     """Launch a terminal the agent spec declares, or return the live one of the same
     `terminal` and `session_key` (200)."""
@@ -272,25 +368,35 @@ async def launch_terminal(body: TerminalCreate, runner: Runner):
     return _json(resource, 201 if created else 200)
 
 
-@router.get("/terminals/{terminal_id}", response_model=ResourcePublic, tags=["terminals"],
-            responses=_ENV)
+@router.get(
+    "/terminals/{terminal_id}", response_model=ResourcePublic, tags=["terminals"], responses=_ENV
+)
 async def get_terminal(terminal_id: str, runner: Runner, acting: Acting = None):
     return _json((await runner.terminals()).get_live(terminal_id, acting).resource())
 
 
-@router.delete("/terminals/{terminal_id}", response_model=ResourceDeleted, tags=["terminals"],
-               responses=_ENV)
+@router.delete(
+    "/terminals/{terminal_id}", response_model=ResourceDeleted, tags=["terminals"], responses=_ENV
+)
 async def close_terminal(terminal_id: str, runner: Runner, acting: Acting = None):
     return _json((await runner.terminals()).close(terminal_id, acting))
 
 
-@router.post("/terminals/{terminal_id}/transfer", response_model=ResourcePublic,
-             tags=["terminals"], responses=error_responses(400, 404, 409, 422))
-async def transfer_terminal(terminal_id: str, body: TerminalTransfer, runner: Runner,
-                            acting: Acting = None):
+@router.post(
+    "/terminals/{terminal_id}/transfer",
+    response_model=ResourcePublic,
+    tags=["terminals"],
+    responses=error_responses(400, 404, 409, 422),
+)
+async def transfer_terminal(
+    terminal_id: str, body: TerminalTransfer, runner: Runner, acting: Acting = None
+):
     """Hand a live terminal to another session; the process keeps running."""
-    return _json((await runner.terminals()).transfer(
-        terminal_id, acting or runner.session_id, body.target_session_id))
+    return _json(
+        (await runner.terminals()).transfer(
+            terminal_id, acting or runner.session_id, body.target_session_id
+        )
+    )
 
 
 @router.websocket("/terminals/{terminal_id}/attach")
@@ -306,8 +412,7 @@ async def attach(ws: WebSocket, terminal_id: str, runner: Runner, read_only: boo
     await pump_terminal(ws, terms, terminal_id, read_only, acting)
 
 
-@router.get("/{resource_id}", response_model=ResourcePublic, tags=["resources"],
-            responses=_ENV)
+@router.get("/{resource_id}", response_model=ResourcePublic, tags=["resources"], responses=_ENV)
 async def get_resource(resource_id: str, runner: Runner):
     """Any resource of the session by its id, whatever its type."""
     for res in runner.resources():

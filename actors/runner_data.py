@@ -39,8 +39,11 @@ class _Guard:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
             if self.runner.stopped:
-                await wire.send_error(send, RunnerUnavailable("the runner has stopped"),
-                                      [(wire.GONE_HEADER.encode(), b"1")])
+                await wire.send_error(
+                    send,
+                    RunnerUnavailable("the runner has stopped"),
+                    [(wire.GONE_HEADER.encode(), b"1")],
+                )
                 return
             raw = scope.get("raw_path")
             if raw and b"%" in raw:

@@ -22,16 +22,20 @@ class SessionActor:
         self.settings = Settings(**settings)
         self.control = ray.get_actor("control", namespace=self.settings.namespace)
 
-    async def launch(self, host_id: str, node_id: str, workspace: str, git: dict | None
-                     ) -> dict:
+    async def launch(self, host_id: str, node_id: str, workspace: str, git: dict | None) -> dict:
         """Bind a new runner (compare-and-set), have the host start it, and wait for its
         acknowledgement. Any failure rolls the binding back before it is re-raised."""
         runner_id = new_id("runner")
         binding_token = secrets.token_urlsafe(24)
         await self.control.bind_runner.remote(
-            self.session_id, runner_id, binding_token,
-            {"host_id": host_id, "workspace": workspace,
-             "git_branch": (git or {}).get("branch_name")},
+            self.session_id,
+            runner_id,
+            binding_token,
+            {
+                "host_id": host_id,
+                "workspace": workspace,
+                "git_branch": (git or {}).get("branch_name"),
+            },
         )
         ns = self.settings.namespace
         host = get_named(f"node_{node_id}", ns)  # the HostActor of the host's node
@@ -39,8 +43,14 @@ class SessionActor:
             if host is None:
                 raise HostOffline("the host is offline")
             info = await call(
-                host.launch_runner.remote(runner_id, self.session_id, workspace, git,
-                                          binding_token, self.settings.runner_settings()),
+                host.launch_runner.remote(
+                    runner_id,
+                    self.session_id,
+                    workspace,
+                    git,
+                    binding_token,
+                    self.settings.runner_settings(),
+                ),
                 timeout=self.settings.launch_timeout_s,
                 unreachable=lambda: HostOffline("the host went offline during the launch"),
                 timeout_error=lambda: UpstreamTimeout("the host did not start the runner in time"),
@@ -58,8 +68,11 @@ class SessionActor:
         if runner is None:
             return
         try:
-            await call(runner.stop.remote(), timeout=self.settings.host_call_timeout_s,
-                       unreachable=lambda: HostOffline("runner unreachable"))
+            await call(
+                runner.stop.remote(),
+                timeout=self.settings.host_call_timeout_s,
+                unreachable=lambda: HostOffline("runner unreachable"),
+            )
         except Exception:  # noqa: BLE001 - whatever failed, the runner must go
             ray.kill(runner)  # unreachable or stuck: make sure it is gone
 

@@ -15,8 +15,9 @@ from omnigent.env.terminals import Client, Terminals
 FRAME_BYTES = 1024 * 1024  # output queued for a slow-ish client is sent in frames this big
 
 
-async def pump_terminal(ws: WebSocket, terms: Terminals, terminal_id: str,
-                        read_only: bool, acting: str | None = None) -> None:
+async def pump_terminal(
+    ws: WebSocket, terms: Terminals, terminal_id: str, read_only: bool, acting: str | None = None
+) -> None:
     """One attached client: output goes out through a queue drained by a writer task
     (its size is the client's lag); binary frames, and text that is not a control
     message, are input; `{"type": "resize", "cols", "rows"}` resizes."""
@@ -66,8 +67,7 @@ async def pump_terminal(ws: WebSocket, terms: Terminals, terminal_id: str,
                 if control is None:
                     terms.write(terminal_id, client, message["text"].encode(), acting)
                 elif control.get("type") == "resize" and not read_only:
-                    terms.resize(terminal_id, int(control["cols"]), int(control["rows"]),
-                                 acting)
+                    terms.resize(terminal_id, int(control["cols"]), int(control["rows"]), acting)
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:

@@ -56,13 +56,19 @@ def _entry(directory: str, name: str) -> dict:
         kind, size = "file", st.st_size
     else:
         kind, size = "other", None
-    return {"name": name, "path": path, "type": kind, "bytes": size,
-            "modified_at": int(st.st_mtime)}
+    return {
+        "name": name,
+        "path": path,
+        "type": kind,
+        "bytes": size,
+        "modified_at": int(st.st_mtime),
+    }
 
 
 @app.get("/v1/hosts/{host_id}/filesystem/{path:path}")
-async def browse(host_id: str, path: str, request: Request,
-                 limit: int = Query(20, ge=1, le=1000)) -> dict:
+async def browse(
+    host_id: str, path: str, request: Request, limit: int = Query(20, ge=1, le=1000)
+) -> dict:
     user_of(request)
     directory = "/" + path.lstrip("/")
     try:
@@ -71,10 +77,13 @@ async def browse(host_id: str, path: str, request: Request,
         raise HTTPException(404, "no such directory") from None
     entries = sorted((_entry(directory, n) for n in names), key=lambda e: e["path"])
     page = entries[:limit]
-    return {"object": "list", "data": page,
-            "first_id": page[0]["path"] if page else None,
-            "last_id": page[-1]["path"] if page else None,
-            "has_more": len(entries) > limit}
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["path"] if page else None,
+        "last_id": page[-1]["path"] if page else None,
+        "has_more": len(entries) > limit,
+    }
 
 
 if __name__ == "__main__":

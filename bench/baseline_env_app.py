@@ -38,9 +38,14 @@ class InProcessRunner:
         self.tracker.start()
 
     def environment(self) -> dict:
-        return {"id": "default", "object": "session.resource", "type": "environment",
-                "session_id": self.session_id, "name": "default",
-                "metadata": {"root": self.root}}
+        return {
+            "id": "default",
+            "object": "session.resource",
+            "type": "environment",
+            "session_id": self.session_id,
+            "name": "default",
+            "metadata": {"root": self.root},
+        }
 
     def resources(self) -> list[dict]:
         return [self.environment()]
@@ -58,8 +63,11 @@ class BearerCheck:
         self.want = f"Bearer {TOKEN}".encode()
 
     async def __call__(self, scope, receive, send) -> None:
-        if (scope["type"] == "http" and scope["path"] != "/healthz"
-                and dict(scope["headers"]).get(b"authorization") != self.want):
+        if (
+            scope["type"] == "http"
+            and scope["path"] != "/healthz"
+            and dict(scope["headers"]).get(b"authorization") != self.want
+        ):
             await Response(status_code=401)(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -69,8 +77,14 @@ async def healthz(request) -> Response:
     return Response(b'{"ok":true}', media_type="application/json")
 
 
-app = BearerCheck(Starlette(routes=[Mount("/v1/sessions/bench", app=runner_app(
-    InProcessRunner(WORKSPACE))), Route("/healthz", healthz)]))
+app = BearerCheck(
+    Starlette(
+        routes=[
+            Mount("/v1/sessions/bench", app=runner_app(InProcessRunner(WORKSPACE))),
+            Route("/healthz", healthz),
+        ]
+    )
+)
 
 if __name__ == "__main__":
     uvicorn.run(app, host="127.0.0.1", port=PORT, log_level="warning", access_log=False)

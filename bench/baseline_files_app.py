@@ -37,7 +37,7 @@ from omnigent.api.routes.files import _Download, _matches
 from omnigent.domain.files import content_disposition, file_resource
 
 PORT, TOKEN, FILES = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-CAP = int(os.environ.get("OMNIGENT_FILE_CAP_BYTES", str(1024 ** 3)))
+CAP = int(os.environ.get("OMNIGENT_FILE_CAP_BYTES", str(1024**3)))
 META: dict[str, dict] = {}
 
 
@@ -47,8 +47,11 @@ class BearerCheck:
         self.want = f"Bearer {TOKEN}".encode()
 
     async def __call__(self, scope, receive, send) -> None:
-        if (scope["type"] == "http" and scope["path"] != "/healthz"
-                and dict(scope["headers"]).get(b"authorization") != self.want):
+        if (
+            scope["type"] == "http"
+            and scope["path"] != "/healthz"
+            and dict(scope["headers"]).get(b"authorization") != self.want
+        ):
             await Response(status_code=401)(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -73,8 +76,12 @@ async def upload(session_id: str, request: Request):
         staged = await uploads.receive(request, os.path.join(FILES, ".incoming"), CAP)
     except uploads.Incomplete:
         return Response(status_code=400)
-    meta = {**staged.meta(), "id": f"file_{uuid.uuid4().hex}", "session_id": session_id,
-            "created_at": int(time.time())}
+    meta = {
+        **staged.meta(),
+        "id": f"file_{uuid.uuid4().hex}",
+        "session_id": session_id,
+        "created_at": int(time.time()),
+    }
     path = os.path.join(FILES, session_id, meta["id"])
     os.makedirs(os.path.dirname(path), exist_ok=True)
     os.replace(staged.path, path)
@@ -88,9 +95,12 @@ async def download(session_id: str, file_id: str, request: Request):
     if meta is None or meta["session_id"] != session_id:
         return Response(status_code=404)
     etag = f'"{meta["sha256"]}"'
-    headers = {"etag": etag, "x-content-type-options": "nosniff",
-               "content-disposition": content_disposition(meta["filename"]),
-               "cache-control": "private, no-cache"}
+    headers = {
+        "etag": etag,
+        "x-content-type-options": "nosniff",
+        "content-disposition": content_disposition(meta["filename"]),
+        "cache-control": "private, no-cache",
+    }
     if _matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     path = os.path.join(FILES, session_id, file_id)
@@ -114,5 +124,14 @@ async def delete_file(session_id: str, file_id: str):
 app = BearerCheck(api)
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=PORT, log_level="warning", access_log=False,
-                lifespan="off", ws_ping_interval=20, ws_ping_timeout=20, timeout_keep_alive=75)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=PORT,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        timeout_keep_alive=75,
+    )

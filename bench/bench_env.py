@@ -97,9 +97,13 @@ def ref_session(client: httpx.Client) -> str:
         info = tarfile.TarInfo("config.yaml")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
-    r = client.post("/v1/sessions", files={
-        "metadata": (None, json.dumps({"title": "bench"}), "application/json"),
-        "bundle": ("bundle.tar.gz", buf.getvalue(), "application/gzip")})
+    r = client.post(
+        "/v1/sessions",
+        files={
+            "metadata": (None, json.dumps({"title": "bench"}), "application/json"),
+            "bundle": ("bundle.tar.gz", buf.getvalue(), "application/gzip"),
+        },
+    )
     r.raise_for_status()
     return r.json()["session_id"]
 
@@ -181,8 +185,15 @@ def main() -> int:
             host_id = node.wait_host(c)
         ours = server.client(server.token)
         clients.append(ours)
-        r = ours.post("/v1/sessions", json={"title": "bench", "agent": {"name": "bench"},
-                                            "host_id": host_id, "workspace": ws["ours"]})
+        r = ours.post(
+            "/v1/sessions",
+            json={
+                "title": "bench",
+                "agent": {"name": "bench"},
+                "host_id": host_id,
+                "workspace": ws["ours"],
+            },
+        )
         check("ours session", r)
         t0 = time.monotonic()
         ours_base = f"/v1/sessions/{r.json()['id']}"
@@ -192,14 +203,25 @@ def main() -> int:
         # -- plain uvicorn --------------------------------------------------------------
         bport = free_port()
         baseline = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "baseline_env_app.py"), str(bport),
-             server.token, ws["uvicorn"], os.path.join(tmp, "baseline-state")],
-            env=base_env(os.path.join(tmp, "base-home")), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                sys.executable,
+                str(ROOT / "bench" / "baseline_env_app.py"),
+                str(bport),
+                server.token,
+                ws["uvicorn"],
+                os.path.join(tmp, "baseline-state"),
+            ],
+            env=base_env(os.path.join(tmp, "base-home")),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         burl = f"http://127.0.0.1:{bport}"
         wait_http(f"{burl}/healthz", 60, alive=lambda: baseline.poll() is None)
-        base = httpx.Client(base_url=burl, timeout=60,
-                            headers={"Authorization": f"Bearer {server.token}"})
+        base = httpx.Client(
+            base_url=burl, timeout=60, headers={"Authorization": f"Bearer {server.token}"}
+        )
         clients.append(base)
 
         targets = {"ours": (ours, ours_base), "uvicorn": (base, "/v1/sessions/bench")}
@@ -212,15 +234,21 @@ def main() -> int:
             ref = httpx.Client(base_url=rurl, timeout=60)
             clients.append(ref)
             sid = ref_session(ref)
-            check("reference launch", ref.post(f"/v1/hosts/{ref_host_id}/runners",
-                                               json={"session_id": sid,
-                                                     "workspace": ws["reference"]}))
+            check(
+                "reference launch",
+                ref.post(
+                    f"/v1/hosts/{ref_host_id}/runners",
+                    json={"session_id": sid, "workspace": ws["reference"]},
+                ),
+            )
             wait_env(ref, f"/v1/sessions/{sid}")
             targets["reference"] = (ref, f"/v1/sessions/{sid}")
             log(f"reference up on {rurl}, session {sid}")
 
-        tables = {t: {op: (m, url, body) for op, m, url, body in operations(b)}
-                  for t, (_, b) in targets.items()}
+        tables = {
+            t: {op: (m, url, body) for op, m, url, body in operations(b)}
+            for t, (_, b) in targets.items()
+        }
         live = {t: (targets[t][0], tables[t]) for t in targets}
 
         # -- same answers? ------------------------------------------------------------------
@@ -238,13 +266,16 @@ def main() -> int:
         samples: dict = {op: {} for op in quick}
         log(f"measuring {args.n} requests per quick operation and server")
         measure(live, quick, args.n, samples)
-        few = {t: len(check(t, c.get(tb["changes"][1])).json()["data"])
-               for t, (c, tb) in live.items()}
+        few = {
+            t: len(check(t, c.get(tb["changes"][1])).json()["data"]) for t, (c, tb) in live.items()
+        }
         result["changes_few_count"] = few
 
         # -- changes with 1,000 changed files ------------------------------------------------
-        make = {"command": "mkdir -p many && cd many && for i in $(seq 1000); do "
-                           "echo $i > f$i.txt; done"}
+        make = {
+            "command": "mkdir -p many && cd many && for i in $(seq 1000); do "
+            "echo $i > f$i.txt; done"
+        }
         counts, first = {}, {}
         for t, (client, table) in live.items():
             check(t, client.post(table["shell"][1], json=make))
@@ -268,8 +299,7 @@ def main() -> int:
             for t, (client, table) in live.items():
                 prefix = table["changes"][1].rsplit("/changes", 1)[0]
                 table[op] = ("GET", f"{prefix}/search/t{tree}?q=needle", None)
-                hits.setdefault(op, {})[t] = len(
-                    check(t, client.get(table[op][1])).json()["data"])
+                hits.setdefault(op, {})[t] = len(check(t, client.get(table[op][1])).json()["data"])
             samples[op] = {}
             measure(live, [op], args.n_search, samples)
         result["search_hits"] = hits
@@ -280,12 +310,14 @@ def main() -> int:
 
         # -- report ------------------------------------------------------------------------------
         has_ref = "reference" in live
-        print(f"\n{'operation':<11} {'ours p50/p99':>16} {'uvicorn p50/p99':>17}"
-              + (f" {'reference p50/p99':>19} {'ours/ref':>9}" if has_ref else "")
-              + f" {'ours/uvicorn':>13}")
+        print(
+            f"\n{'operation':<11} {'ours p50/p99':>16} {'uvicorn p50/p99':>17}"
+            + (f" {'reference p50/p99':>19} {'ours/ref':>9}" if has_ref else "")
+            + f" {'ours/uvicorn':>13}"
+        )
         for op, per in lat.items():
             o, u = per["ours"], per["uvicorn"]
-            line = (f"{op:<11} {o['p50']:>7.2f}/{o['p99']:<8.2f} {u['p50']:>8.2f}/{u['p99']:<8.2f}")
+            line = f"{op:<11} {o['p50']:>7.2f}/{o['p99']:<8.2f} {u['p50']:>8.2f}/{u['p99']:<8.2f}"
             if has_ref:
                 rr = per["reference"]
                 line += f" {rr['p50']:>9.2f}/{rr['p99']:<9.2f} {o['p50'] / rr['p50']:>8.2f}x"

@@ -69,7 +69,7 @@ from bench_hosts import P, fix_token, kill_group, log, proc_tree, wait_http
 
 from tests.procs import Server, base_env, free_port
 
-MIB = 2 ** 20
+MIB = 2**20
 CHUNK = MIB
 SAMPLE_S = 0.05
 TARGET_RATIO = 0.8
@@ -93,7 +93,7 @@ def label(p: P) -> str:
         script = next((a for a in args if not a.startswith("-")), "")
         parts = Path(script).parts
         if "ray" in parts:  # e.g. ray/dashboard/agent.py
-            return "/".join(parts[parts.index("ray"):])
+            return "/".join(parts[parts.index("ray") :])
         if exe == "omnigent" or os.path.basename(script) == "omnigent":
             return " ".join(["omnigent", *args[1:2]])
         return os.path.basename(script) or exe
@@ -174,12 +174,15 @@ class Sampler(threading.Thread):
             rss, hwm = self.after[pid]
             sampled = self.peak[pid]
             peak = max(sampled, hwm) if self.hwm_reset[pid] else sampled
-            out[name] = {"pid": pid, "before_mib": round(self.before[pid] / MIB, 1),
-                         "peak_mib": round(peak / MIB, 1),
-                         "growth_mib": round((peak - self.before[pid]) / MIB, 1),
-                         "sampled_peak_mib": round(sampled / MIB, 1),
-                         "hwm_mib": round(hwm / MIB, 1) if self.hwm_reset[pid] else None,
-                         "after_mib": round(rss / MIB, 1)}
+            out[name] = {
+                "pid": pid,
+                "before_mib": round(self.before[pid] / MIB, 1),
+                "peak_mib": round(peak / MIB, 1),
+                "growth_mib": round((peak - self.before[pid]) / MIB, 1),
+                "sampled_peak_mib": round(sampled / MIB, 1),
+                "hwm_mib": round(hwm / MIB, 1) if self.hwm_reset[pid] else None,
+                "after_mib": round(rss / MIB, 1),
+            }
         return out
 
 
@@ -203,8 +206,9 @@ def make_file(path: str, size: int) -> str:
 class Target:
     def __init__(self, name: str, url: str, token: str, root_pid: int) -> None:
         self.name, self.url, self.token, self.root_pid = name, url, token, root_pid
-        self.http = httpx.Client(base_url=url, timeout=600,
-                                 headers={"Authorization": f"Bearer {token}"})
+        self.http = httpx.Client(
+            base_url=url, timeout=600, headers={"Authorization": f"Bearer {token}"}
+        )
         r = self.http.post("/v1/sessions", json={"title": "b", "agent": {"name": "b"}})
         if r.status_code != 201:
             raise RuntimeError(f"{name}: session: {r.status_code} {r.text[:300]}")
@@ -223,28 +227,47 @@ class Curl:
         self.resp = os.path.join(tmp, "curl-response.json")
 
     def _run(self, args: list[str]) -> tuple[int, float, int]:
-        out = subprocess.run(["curl", "-sS", *args], capture_output=True, text=True,
-                             timeout=900, check=False)
+        out = subprocess.run(
+            ["curl", "-sS", *args], capture_output=True, text=True, timeout=900, check=False
+        )
         if out.returncode != 0:
             raise RuntimeError(f"curl failed ({out.returncode}): {out.stderr.strip()}")
         code, seconds, size = out.stdout.split()
         return int(code), float(seconds), int(float(size))
 
     def upload(self, t: Target, path: str) -> tuple[dict, float]:
-        code, seconds, _ = self._run([
-            "-H", f"Authorization: Bearer {t.token}", "-H", "Expect:",
-            "-F", f"file=@{path};filename={os.path.basename(path)}", "-o", self.resp,
-            "-w", "%{http_code} %{time_total} %{size_upload}", t.url + t.base])
+        code, seconds, _ = self._run(
+            [
+                "-H",
+                f"Authorization: Bearer {t.token}",
+                "-H",
+                "Expect:",
+                "-F",
+                f"file=@{path};filename={os.path.basename(path)}",
+                "-o",
+                self.resp,
+                "-w",
+                "%{http_code} %{time_total} %{size_upload}",
+                t.url + t.base,
+            ]
+        )
         body = Path(self.resp).read_text()
         if code != 201:
             raise RuntimeError(f"{t.name}: upload: {code} {body[:300]}")
         return json.loads(body), seconds
 
     def download(self, t: Target, file_id: str) -> tuple[int, float]:
-        code, seconds, size = self._run([
-            "-H", f"Authorization: Bearer {t.token}", "-o", "/dev/null",
-            "-w", "%{http_code} %{time_total} %{size_download}",
-            f"{t.url}{t.base}/{file_id}/content"])
+        code, seconds, size = self._run(
+            [
+                "-H",
+                f"Authorization: Bearer {t.token}",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{time_total} %{size_download}",
+                f"{t.url}{t.base}/{file_id}/content",
+            ]
+        )
         if code != 200:
             raise RuntimeError(f"{t.name}: download: {code}")
         return size, seconds
@@ -255,9 +278,11 @@ class Httpx:
 
     def upload(self, t: Target, path: str) -> tuple[dict, float]:
         boundary = uuid.uuid4().hex
-        pre = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-               f"filename=\"{os.path.basename(path)}\"\r\n"
-               f"Content-Type: application/octet-stream\r\n\r\n").encode()
+        pre = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="{os.path.basename(path)}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
         post = f"\r\n--{boundary}--\r\n".encode()
 
         def body():
@@ -269,9 +294,14 @@ class Httpx:
 
         length = len(pre) + os.path.getsize(path) + len(post)
         s = time.perf_counter()
-        r = t.http.post(t.base, content=body(), headers={
-            "content-type": f"multipart/form-data; boundary={boundary}",
-            "content-length": str(length)})
+        r = t.http.post(
+            t.base,
+            content=body(),
+            headers={
+                "content-type": f"multipart/form-data; boundary={boundary}",
+                "content-length": str(length),
+            },
+        )
         seconds = time.perf_counter() - s
         if r.status_code != 201:
             raise RuntimeError(f"{t.name}: upload: {r.status_code} {r.text[:300]}")
@@ -288,8 +318,7 @@ class Httpx:
         return n, time.perf_counter() - s
 
 
-def roundtrip(client, t: Target, path: str, size: int, digest: str,
-              watch: bool = False) -> dict:
+def roundtrip(client, t: Target, path: str, size: int, digest: str, watch: bool = False) -> dict:
     """Upload, check, download, check, delete. With `watch`, the RSS of the target's
     process tree during each transfer."""
     out: dict = {}
@@ -298,8 +327,10 @@ def roundtrip(client, t: Target, path: str, size: int, digest: str,
         resource, seconds = client.upload(t, path)
     meta = resource["metadata"]
     if meta["sha256"] != digest or meta["bytes"] != size:
-        raise RuntimeError(f"{t.name}: upload stored {meta['bytes']} bytes, sha256 "
-                           f"{meta['sha256']}; want {size}, {digest}")
+        raise RuntimeError(
+            f"{t.name}: upload stored {meta['bytes']} bytes, sha256 "
+            f"{meta['sha256']}; want {size}, {digest}"
+        )
     out["upload_s"] = seconds
     with Sampler(procs) as down_mem:
         got, seconds = client.download(t, resource["id"])
@@ -308,21 +339,24 @@ def roundtrip(client, t: Target, path: str, size: int, digest: str,
     out["download_s"] = seconds
     t.delete(resource["id"])
     if watch:
-        out["memory"] = {"upload": up_mem.report(), "download": down_mem.report(),
-                         "samples": {"upload": up_mem.samples, "download": down_mem.samples}}
+        out["memory"] = {
+            "upload": up_mem.report(),
+            "download": down_mem.report(),
+            "samples": {"upload": up_mem.samples, "download": down_mem.samples},
+        }
         new = set(tree(t.root_pid)) - set(procs)
         if new:
             out["memory"]["new_processes"] = sorted(new)
     return out
 
 
-def pick_client(tmp: str, targets: dict, path: str, size: int,
-                digest: str) -> tuple[object, dict]:
+def pick_client(tmp: str, targets: dict, path: str, size: int, digest: str) -> tuple[object, dict]:
     """Both clients against both servers, 3 round trips each (alternating); the one with
     the smaller sum of median upload and download times wins."""
     clients = [Curl(tmp), Httpx()]
-    times: dict = {c.name: {t: {"upload_s": [], "download_s": []} for t in targets}
-                   for c in clients}
+    times: dict = {
+        c.name: {t: {"upload_s": [], "download_s": []} for t in targets} for c in clients
+    }
     for _ in range(3):
         for c in clients:
             for t in targets.values():
@@ -333,8 +367,13 @@ def pick_client(tmp: str, targets: dict, path: str, size: int,
     score = {}
     for name, per in times.items():
         score[name] = sum(statistics.median(v) for ts in per.values() for v in ts.values())
-        calib[name] = {t: {k.replace("_s", "_mib_s"): round(size / MIB / statistics.median(v), 1)
-                           for k, v in ts.items()} for t, ts in per.items()}
+        calib[name] = {
+            t: {
+                k.replace("_s", "_mib_s"): round(size / MIB / statistics.median(v), 1)
+                for k, v in ts.items()
+            }
+            for t, ts in per.items()
+        }
     best = min(clients, key=lambda c: score[c.name])
     return best, calib
 
@@ -380,16 +419,27 @@ def main() -> int:
         bhome = os.path.join(tmp, "baseline")
         os.makedirs(bhome)
         baseline = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "baseline_files_app.py"), str(bport),
-             server.token, os.path.join(bhome, "files")],
-            env=base_env(bhome), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                sys.executable,
+                str(ROOT / "bench" / "baseline_files_app.py"),
+                str(bport),
+                server.token,
+                os.path.join(bhome, "files"),
+            ],
+            env=base_env(bhome),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         burl = f"http://127.0.0.1:{bport}"
         wait_http(f"{burl}/healthz", 60, alive=lambda: baseline.poll() is None)
         targets["uvicorn"] = Target("uvicorn", burl, server.token, baseline.pid)
         server_tree = tree(server.proc.popen.pid)
-        log(f"ours: {len(server_tree)} processes: "
-            + ", ".join(sorted(n for _, n in server_tree.values())))
+        log(
+            f"ours: {len(server_tree)} processes: "
+            + ", ".join(sorted(n for _, n in server_tree.values()))
+        )
 
         # -- client --------------------------------------------------------------------------
         small = files[min(sizes)]
@@ -414,9 +464,11 @@ def main() -> int:
                 for name in order:
                     r = roundtrip(client, targets[name], path, size, digest, watch=True)
                     runs.setdefault(str(mib), {}).setdefault(name, []).append(r)
-                    log(f"{mib} MiB {name:<7} rep {rep + 1}: upload "
+                    log(
+                        f"{mib} MiB {name:<7} rep {rep + 1}: upload "
                         f"{mib / r['upload_s']:7.1f} MiB/s, download "
-                        f"{mib / r['download_s']:7.1f} MiB/s")
+                        f"{mib / r['download_s']:7.1f} MiB/s"
+                    )
 
         # -- report ------------------------------------------------------------------------------
         tput: dict = {}
@@ -425,10 +477,13 @@ def main() -> int:
                 row = {}
                 for name in ("ours", "uvicorn"):
                     xs = [mib / r[f"{op}_s"] for r in runs[str(mib)][name]]
-                    row[name] = {"median_mib_s": round(statistics.median(xs), 1),
-                                 "runs_mib_s": [round(x, 1) for x in xs]}
-                row["ratio"] = round(row["ours"]["median_mib_s"]
-                                     / row["uvicorn"]["median_mib_s"], 3)
+                    row[name] = {
+                        "median_mib_s": round(statistics.median(xs), 1),
+                        "runs_mib_s": [round(x, 1) for x in xs],
+                    }
+                row["ratio"] = round(
+                    row["ours"]["median_mib_s"] / row["uvicorn"]["median_mib_s"], 3
+                )
                 row["target_met"] = row["ratio"] >= TARGET_RATIO
                 tput[f"{op} {mib} MiB"] = row
         result["throughput"] = tput
@@ -444,39 +499,57 @@ def main() -> int:
                         if cur is None or m["growth_mib"] > cur["growth_mib"]:
                             per[proc][op] = m
             mem[name] = per
-        worst = max(m[op]["growth_mib"] for per in mem.values() for m in per.values()
-                    for op in m)
-        result["memory_largest_file"] = {"size_mib": int(big), "processes": mem,
-                                         "max_growth_mib": worst,
-                                         "target_met": worst <= TARGET_GROWTH_MIB}
+        worst = max(m[op]["growth_mib"] for per in mem.values() for m in per.values() for op in m)
+        result["memory_largest_file"] = {
+            "size_mib": int(big),
+            "processes": mem,
+            "max_growth_mib": worst,
+            "target_met": worst <= TARGET_GROWTH_MIB,
+        }
         result["runs"] = runs
 
         print(f"\nclient: {client.name}; median of {args.reps}, MiB/s")
-        print(f"{'operation':<18} {'ours':>9} {'uvicorn':>9} {'ours/uvicorn':>13}   "
-              f"runs: ours | uvicorn")
+        print(
+            f"{'operation':<18} {'ours':>9} {'uvicorn':>9} {'ours/uvicorn':>13}   "
+            f"runs: ours | uvicorn"
+        )
         for op, row in tput.items():
-            runs_txt = " ".join(f"{x:.0f}" for x in row["ours"]["runs_mib_s"]) + " | " + \
-                " ".join(f"{x:.0f}" for x in row["uvicorn"]["runs_mib_s"])
-            print(f"{op:<18} {row['ours']['median_mib_s']:>9.1f} "
-                  f"{row['uvicorn']['median_mib_s']:>9.1f} {row['ratio']:>12.2f}x"
-                  f"{' ' if row['target_met'] else '<'}  {runs_txt}")
-        print(f"\nRSS (MiB) per process, {big} MiB file (the repetition with the largest "
-              f"growth): before / peak / growth")
+            runs_txt = (
+                " ".join(f"{x:.0f}" for x in row["ours"]["runs_mib_s"])
+                + " | "
+                + " ".join(f"{x:.0f}" for x in row["uvicorn"]["runs_mib_s"])
+            )
+            print(
+                f"{op:<18} {row['ours']['median_mib_s']:>9.1f} "
+                f"{row['uvicorn']['median_mib_s']:>9.1f} {row['ratio']:>12.2f}x"
+                f"{' ' if row['target_met'] else '<'}  {runs_txt}"
+            )
+        print(
+            f"\nRSS (MiB) per process, {big} MiB file (the repetition with the largest "
+            f"growth): before / peak / growth"
+        )
         print(f"{'server':<8} {'process':<52} {'upload':>22} {'download':>22}")
         for name, per in mem.items():
-            for proc in sorted(per, key=lambda p: -max(per[p][o]["growth_mib"]
-                                                       for o in per[p])):
+            for proc in sorted(per, key=lambda p: -max(per[p][o]["growth_mib"] for o in per[p])):
                 cells = []
                 for op in ("upload", "download"):
                     m = per[proc].get(op)
-                    cells.append(f"{m['before_mib']:>6.0f} /{m['peak_mib']:>6.0f} /"
-                                 f"{m['growth_mib']:>+7.1f}" if m else "-")
-                flag = "  > 64" if any(per[proc][o]["growth_mib"] > TARGET_GROWTH_MIB
-                                       for o in per[proc]) else ""
+                    cells.append(
+                        f"{m['before_mib']:>6.0f} /{m['peak_mib']:>6.0f} /{m['growth_mib']:>+7.1f}"
+                        if m
+                        else "-"
+                    )
+                flag = (
+                    "  > 64"
+                    if any(per[proc][o]["growth_mib"] > TARGET_GROWTH_MIB for o in per[proc])
+                    else ""
+                )
                 print(f"{name:<8} {proc[:52]:<52} {cells[0]:>22} {cells[1]:>22}{flag}")
-        print(f"\nlargest growth: {worst:.1f} MiB "
-              f"({'within' if worst <= TARGET_GROWTH_MIB else 'over'} the "
-              f"{TARGET_GROWTH_MIB} MiB target)")
+        print(
+            f"\nlargest growth: {worst:.1f} MiB "
+            f"({'within' if worst <= TARGET_GROWTH_MIB else 'over'} the "
+            f"{TARGET_GROWTH_MIB} MiB target)"
+        )
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=1))
             log(f"wrote {args.json}")

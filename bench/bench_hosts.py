@@ -79,8 +79,13 @@ def make_dir(parent: str) -> str:
     return path
 
 
-def wait_http(url: str, timeout: float, ok=lambda r: r.status_code == 200,
-              headers: dict | None = None, alive=lambda: True) -> httpx.Response:
+def wait_http(
+    url: str,
+    timeout: float,
+    ok=lambda r: r.status_code == 200,
+    headers: dict | None = None,
+    alive=lambda: True,
+) -> httpx.Response:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -139,8 +144,8 @@ class P:
         self.pid = pid
         with open(f"/proc/{pid}/stat") as f:
             data = f.read()
-        self._name = data[data.index("(") + 1:data.rindex(")")]
-        fields = data[data.rindex(")") + 2:].split()
+        self._name = data[data.index("(") + 1 : data.rindex(")")]
+        fields = data[data.rindex(")") + 2 :].split()
         self.state, self.ppid, self.pgid = fields[0], int(fields[1]), int(fields[2])
         self.start = fields[19]  # starttime: tells a reused pid apart
 
@@ -226,8 +231,12 @@ def memory(pids: list[int]) -> dict:
         rss += r
         pss += q
         names.append(f"{p.pid}:{p.name()}:{r // 2**20}")
-    return {"rss_mib": round(rss / 2**20, 1), "pss_mib": round(pss / 2**20, 1),
-            "processes": len(names), "detail": sorted(names)}
+    return {
+        "rss_mib": round(rss / 2**20, 1),
+        "pss_mib": round(pss / 2**20, 1),
+        "processes": len(names),
+        "detail": sorted(names),
+    }
 
 
 def pct(xs: list[float], q: int) -> float:
@@ -235,8 +244,13 @@ def pct(xs: list[float], q: int) -> float:
 
 
 def summary(xs: list[float]) -> dict:
-    return {"p50": round(pct(xs, 50), 3), "p99": round(pct(xs, 99), 3),
-            "mean": round(statistics.fmean(xs), 3), "min": round(min(xs), 3), "n": len(xs)}
+    return {
+        "p50": round(pct(xs, 50), 3),
+        "p99": round(pct(xs, 99), 3),
+        "mean": round(statistics.fmean(xs), 3),
+        "min": round(min(xs), 3),
+        "n": len(xs),
+    }
 
 
 def kill_group(popen: subprocess.Popen | None, name: str) -> None:
@@ -273,19 +287,34 @@ def start_reference(home: str) -> tuple[subprocess.Popen, subprocess.Popen, str,
     rurl = f"http://127.0.0.1:{rport}"
     renv = base_env(home, OMNIGENT_LOCAL_SINGLE_USER="1")
     server = subprocess.Popen(
-        [str(REF_BIN), "server", "--port", str(rport), "--no-open"], env=renv, cwd=home,
-        stdin=subprocess.DEVNULL, stdout=open(f"{home}/server.log", "w"),
-        stderr=subprocess.STDOUT, start_new_session=True)
+        [str(REF_BIN), "server", "--port", str(rport), "--no-open"],
+        env=renv,
+        cwd=home,
+        stdin=subprocess.DEVNULL,
+        stdout=open(f"{home}/server.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     host = None
     try:
         wait_http(f"{rurl}/v1/hosts", 120, alive=lambda: server.poll() is None)
         host = subprocess.Popen(
-            [str(REF_BIN), "host", rurl, "--non-interactive"], env=renv, cwd=home,
-            stdin=subprocess.DEVNULL, stdout=open(f"{home}/host.log", "w"),
-            stderr=subprocess.STDOUT, start_new_session=True)
-        r = wait_http(f"{rurl}/v1/hosts", 60, alive=lambda: host.poll() is None,
-                      ok=lambda r: r.status_code == 200 and any(
-                          h.get("status") == "online" for h in r.json()["hosts"]))
+            [str(REF_BIN), "host", rurl, "--non-interactive"],
+            env=renv,
+            cwd=home,
+            stdin=subprocess.DEVNULL,
+            stdout=open(f"{home}/host.log", "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        r = wait_http(
+            f"{rurl}/v1/hosts",
+            60,
+            alive=lambda: host.poll() is None,
+            ok=lambda r: (
+                r.status_code == 200 and any(h.get("status") == "online" for h in r.json()["hosts"])
+            ),
+        )
     except BaseException:
         kill_group(host, "reference host")
         kill_group(server, "reference server")
@@ -303,9 +332,11 @@ def main() -> int:
 
     def on_term(*_):
         raise KeyboardInterrupt
+
     signal.signal(signal.SIGTERM, on_term)
 
     tmp_dirs: list[str] = []
+
     def tmpdir(prefix: str) -> str:
         d = tempfile.mkdtemp(prefix=prefix)
         tmp_dirs.append(d)
@@ -332,8 +363,11 @@ def main() -> int:
         poll.join(5)
         result["token_line_race_hit"] = fix_token(server)
         ready_line = next((ln for ln in server.proc.lines if "server ready in" in ln), "")
-        result["ours_cold_start"] = {"healthz_first_200_s": poll.seconds, "ready_s": ready_s,
-                                     "server_reported": ready_line.strip()}
+        result["ours_cold_start"] = {
+            "healthz_first_200_s": poll.seconds,
+            "ready_s": ready_s,
+            "server_reported": ready_line.strip(),
+        }
         log(f"ours: /healthz 200 after {poll.seconds}s, ready after {ready_s:.1f}s")
 
         node = RayNode(server, NODE_IP, node_home)
@@ -348,8 +382,11 @@ def main() -> int:
         # `ray start`, not of the server.
         deadline = time.monotonic() + 10
         while True:
-            on_node = [p for p in proc_tree(node.proc.popen.pid)
-                       if "HostActor" in " ".join(p.cmdline() + [p.name()])]
+            on_node = [
+                p
+                for p in proc_tree(node.proc.popen.pid)
+                if "HostActor" in " ".join(p.cmdline() + [p.name()])
+            ]
             if on_node or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
@@ -360,14 +397,24 @@ def main() -> int:
         # -- baseline --------------------------------------------------------------------
         bport = free_port()
         baseline = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "baseline_app.py"), str(bport), server.token,
-             json.dumps(hosts)],
-            env=base_env(tmpdir("omni-bench-base-")), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                sys.executable,
+                str(ROOT / "bench" / "baseline_app.py"),
+                str(bport),
+                server.token,
+                json.dumps(hosts),
+            ],
+            env=base_env(tmpdir("omni-bench-base-")),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         burl = f"http://127.0.0.1:{bport}"
         wait_http(f"{burl}/healthz", 30, alive=lambda: baseline.poll() is None)
-        base = httpx.Client(base_url=burl, timeout=30,
-                            headers={"Authorization": f"Bearer {server.token}"})
+        base = httpx.Client(
+            base_url=burl, timeout=30, headers={"Authorization": f"Bearer {server.token}"}
+        )
         clients.append(base)
         log(f"baseline up on {burl}")
 
@@ -383,24 +430,42 @@ def main() -> int:
             rpoll = FirstOk(f"{rurl}/health", t0)
             rpoll.start()
             ref_server = subprocess.Popen(
-                [str(REF_BIN), "server", "--port", str(rport), "--no-open"], env=renv,
-                cwd=ref_home, stdin=subprocess.DEVNULL, stdout=open(f"{ref_home}/server.log", "w"),
-                stderr=subprocess.STDOUT, start_new_session=True)
+                [str(REF_BIN), "server", "--port", str(rport), "--no-open"],
+                env=renv,
+                cwd=ref_home,
+                stdin=subprocess.DEVNULL,
+                stdout=open(f"{ref_home}/server.log", "w"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             wait_http(f"{rurl}/v1/hosts", 120, alive=lambda: ref_server.poll() is None)
             rpoll.join(5)
             ref_up = time.monotonic() - t0
             ref_host = subprocess.Popen(
-                [str(REF_BIN), "host", rurl, "--non-interactive"], env=renv, cwd=ref_home,
-                stdin=subprocess.DEVNULL, stdout=open(f"{ref_home}/host.log", "w"),
-                stderr=subprocess.STDOUT, start_new_session=True)
-            r = wait_http(f"{rurl}/v1/hosts", 60, alive=lambda: ref_host.poll() is None,
-                          ok=lambda r: r.status_code == 200 and any(
-                              h.get("status") == "online" for h in r.json()["hosts"]))
+                [str(REF_BIN), "host", rurl, "--non-interactive"],
+                env=renv,
+                cwd=ref_home,
+                stdin=subprocess.DEVNULL,
+                stdout=open(f"{ref_home}/host.log", "w"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            r = wait_http(
+                f"{rurl}/v1/hosts",
+                60,
+                alive=lambda: ref_host.poll() is None,
+                ok=lambda r: (
+                    r.status_code == 200
+                    and any(h.get("status") == "online" for h in r.json()["hosts"])
+                ),
+            )
             ref_host_id = r.json()["hosts"][0]["host_id"]
             ref = httpx.Client(base_url=rurl, timeout=30)
             clients.append(ref)
-            result["reference_cold_start"] = {"health_first_200_s": rpoll.seconds,
-                                              "hosts_200_s": ref_up}
+            result["reference_cold_start"] = {
+                "health_first_200_s": rpoll.seconds,
+                "hosts_200_s": ref_up,
+            }
             log(f"reference up on {rurl} after {ref_up:.1f}s, host {ref_host_id}")
 
         # -- same answers? ---------------------------------------------------------------
@@ -411,8 +476,15 @@ def main() -> int:
             r = client.get(fs_url(hid))
             r.raise_for_status()
             body = r.json()
-            return [(e["name"], e["path"], e["type"], e.get("bytes"), e.get("modified_at"))
-                    for e in body["data"]], sorted(body), len(r.content)
+            return (
+                [
+                    (e["name"], e["path"], e["type"], e.get("bytes"), e.get("modified_at"))
+                    for e in body["data"]
+                ],
+                sorted(body),
+                len(r.content),
+            )
+
         got = {"ours": listing(ours, host_id), "uvicorn": listing(base, "x")}
         if ref:
             got["reference"] = listing(ref, ref_host_id)
@@ -423,36 +495,71 @@ def main() -> int:
                 raise AssertionError(f"{k}'s listing differs from ours")
         result["fs_envelope_keys"] = {k: v[1] for k, v in got.items()}
         result["fs_body_bytes"] = {k: v[2] for k, v in got.items()}
-        result["hosts_body_bytes"] = {"ours": len(ours.get("/v1/hosts").content),
-                                      "uvicorn": len(base.get("/v1/hosts").content)}
+        result["hosts_body_bytes"] = {
+            "ours": len(ours.get("/v1/hosts").content),
+            "uvicorn": len(base.get("/v1/hosts").content),
+        }
         if ref:
             result["hosts_body_bytes"]["reference"] = len(ref.get("/v1/hosts").content)
         log("all listings agree (100 entries, same names/paths/types/bytes/mtimes)")
 
         # -- idle memory after start -----------------------------------------------------
         time.sleep(5)
-        mem_start = {"ours_head": memory([server.proc.popen.pid]),
-                     "ours_worker_node": memory([node.proc.popen.pid]),
-                     "uvicorn": memory([baseline.pid])}
+        mem_start = {
+            "ours_head": memory([server.proc.popen.pid]),
+            "ours_worker_node": memory([node.proc.popen.pid]),
+            "uvicorn": memory([baseline.pid]),
+        }
         if ref:
             mem_start["reference"] = memory([ref_server.pid, ref_host.pid])
 
         # -- latency ---------------------------------------------------------------------
         ops = [  # (key, label, main?, {target: (client, url)})
-            ("hosts", "GET /v1/hosts", True,
-             {"ours": (ours, "/v1/hosts"), "uvicorn": (base, "/v1/hosts"),
-              **({"reference": (ref, "/v1/hosts")} if ref else {})}),
-            ("fs100", "host filesystem, 100 entries", True,
-             {"ours": (ours, fs_url(host_id)), "uvicorn": (base, fs_url("x")),
-              **({"reference": (ref, fs_url(ref_host_id))} if ref else {})}),
-            ("health", "[diag] health check", False,
-             {"ours": (ours, "/healthz"), "uvicorn": (base, "/healthz"),
-              **({"reference": (ref, "/health")} if ref else {})}),
-            ("get_host", "[diag] GET /v1/hosts/{id}", False,
-             {"ours": (ours, f"/v1/hosts/{host_id}"),
-              **({"reference": (ref, f"/v1/hosts/{ref_host_id}")} if ref else {})}),
-            ("fs100_head", "[diag] fs 100, host on head node", False,
-             {"ours": (ours, fs_url(local_host))}),
+            (
+                "hosts",
+                "GET /v1/hosts",
+                True,
+                {
+                    "ours": (ours, "/v1/hosts"),
+                    "uvicorn": (base, "/v1/hosts"),
+                    **({"reference": (ref, "/v1/hosts")} if ref else {}),
+                },
+            ),
+            (
+                "fs100",
+                "host filesystem, 100 entries",
+                True,
+                {
+                    "ours": (ours, fs_url(host_id)),
+                    "uvicorn": (base, fs_url("x")),
+                    **({"reference": (ref, fs_url(ref_host_id))} if ref else {}),
+                },
+            ),
+            (
+                "health",
+                "[diag] health check",
+                False,
+                {
+                    "ours": (ours, "/healthz"),
+                    "uvicorn": (base, "/healthz"),
+                    **({"reference": (ref, "/health")} if ref else {}),
+                },
+            ),
+            (
+                "get_host",
+                "[diag] GET /v1/hosts/{id}",
+                False,
+                {
+                    "ours": (ours, f"/v1/hosts/{host_id}"),
+                    **({"reference": (ref, f"/v1/hosts/{ref_host_id}")} if ref else {}),
+                },
+            ),
+            (
+                "fs100_head",
+                "[diag] fs 100, host on head node",
+                False,
+                {"ours": (ours, fs_url(local_host))},
+            ),
         ]
         samples = {op[0]: {t: [] for t in op[3]} for op in ops}
         for _key, _, _, targets in ops:
@@ -461,18 +568,31 @@ def main() -> int:
                     r = client.get(url)
                     if r.status_code != 200:
                         raise RuntimeError(f"{t} {url}: {r.status_code} {r.text[:300]}")
-        mine = {p.pid for x in (server.proc.popen.pid, node.proc.popen.pid,
-                                baseline.pid,
-                                *([ref_server.pid, ref_host.pid] if ref else []))
-                for p in proc_tree(x)} | {os.getpid()}
+        mine = {
+            p.pid
+            for x in (
+                server.proc.popen.pid,
+                node.proc.popen.pid,
+                baseline.pid,
+                *([ref_server.pid, ref_host.pid] if ref else []),
+            )
+            for p in proc_tree(x)
+        } | {os.getpid()}
 
         def foreign() -> dict:
             """Other sessions' test runs and Ray processes busy on this machine."""
             names = [" ".join(p.cmdline())[:60] for p in all_procs() if p.pid not in mine]
-            return {"loadavg_1m": os.getloadavg()[0],
-                    "pytest": sum("pytest" in n for n in names),
-                    "ray_procs": sum(n.startswith(("ray::", "/work/main/.venv/lib/python3.11/"
-                                                   "site-packages/ray/core")) for n in names)}
+            return {
+                "loadavg_1m": os.getloadavg()[0],
+                "pytest": sum("pytest" in n for n in names),
+                "ray_procs": sum(
+                    n.startswith(
+                        ("ray::", "/work/main/.venv/lib/python3.11/site-packages/ray/core")
+                    )
+                    for n in names
+                ),
+            }
+
         activity = [foreign()]
         log(f"measuring {args.n} requests per operation and server")
         for _ in range(math.ceil(args.n / CHUNK)):
@@ -492,9 +612,11 @@ def main() -> int:
 
         # -- idle memory after load ------------------------------------------------------
         time.sleep(5)
-        mem_load = {"ours_head": memory([server.proc.popen.pid]),
-                    "ours_worker_node": memory([node.proc.popen.pid]),
-                    "uvicorn": memory([baseline.pid])}
+        mem_load = {
+            "ours_head": memory([server.proc.popen.pid]),
+            "ours_worker_node": memory([node.proc.popen.pid]),
+            "uvicorn": memory([baseline.pid]),
+        }
         if ref:
             mem_load["reference"] = memory([ref_server.pid, ref_host.pid])
         result["idle_memory_after_start"] = mem_start
@@ -510,55 +632,89 @@ def main() -> int:
                 return f"{lat[key][a]['p50'] / lat[key][b]['p50']:.2f}x"
             return "–"
 
-        head = ["operation", "ours p50/p99", "plain uvicorn p50/p99", "reference p50/p99",
-                "ours/reference p50", "ours/uvicorn p50"]
-        rows = [[label, cell(k, "ours"), cell(k, "uvicorn"), cell(k, "reference"),
-                 ratio(k, "ours", "reference"), ratio(k, "ours", "uvicorn")]
-                for k, label, _, _ in ops]
+        head = [
+            "operation",
+            "ours p50/p99",
+            "plain uvicorn p50/p99",
+            "reference p50/p99",
+            "ours/reference p50",
+            "ours/uvicorn p50",
+        ]
+        rows = [
+            [
+                label,
+                cell(k, "ours"),
+                cell(k, "uvicorn"),
+                cell(k, "reference"),
+                ratio(k, "ours", "reference"),
+                ratio(k, "ours", "uvicorn"),
+            ]
+            for k, label, _, _ in ops
+        ]
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
         line = lambda r: (  # noqa: E731
-            "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + " |")
+            "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + " |"
+        )
         print()
-        print(f"Hosts API latency, ms (n={args.n} sequential requests each, {WARMUP} warm-up, "
-              f"keep-alive httpx.Client; ours browses a host on Ray node {NODE_IP})")
+        print(
+            f"Hosts API latency, ms (n={args.n} sequential requests each, {WARMUP} warm-up, "
+            f"keep-alive httpx.Client; ours browses a host on Ray node {NODE_IP})"
+        )
         print(line(head))
         print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
         for r in rows:
             print(line(r))
         print()
         cs = result["ours_cold_start"]
-        print(f"cold start, ours: `omnigent serve` launch -> first 200 GET /healthz "
-              f"{cs['healthz_first_200_s']:.1f} s; -> ready line (local host registered) "
-              f"{cs['ready_s']:.1f} s")
+        print(
+            f"cold start, ours: `omnigent serve` launch -> first 200 GET /healthz "
+            f"{cs['healthz_first_200_s']:.1f} s; -> ready line (local host registered) "
+            f"{cs['ready_s']:.1f} s"
+        )
         if ref:
             rc = result["reference_cold_start"]
-            print(f"cold start, reference: `omnigent server` launch -> first 200 GET /health "
-                  f"{rc['health_first_200_s']:.1f} s")
+            print(
+                f"cold start, reference: `omnigent server` launch -> first 200 GET /health "
+                f"{rc['health_first_200_s']:.1f} s"
+            )
 
         def mem_line(tag, m):
-            parts = [f"ours head (server + embedded Ray head + workers) "
-                     f"{m['ours_head']['rss_mib']:.0f} MiB RSS / {m['ours_head']['pss_mib']:.0f} "
-                     f"PSS in {m['ours_head']['processes']} procs",
-                     f"ours worker node {m['ours_worker_node']['rss_mib']:.0f} RSS / "
-                     f"{m['ours_worker_node']['pss_mib']:.0f} PSS "
-                     f"({m['ours_worker_node']['processes']} procs)"]
+            parts = [
+                f"ours head (server + embedded Ray head + workers) "
+                f"{m['ours_head']['rss_mib']:.0f} MiB RSS / {m['ours_head']['pss_mib']:.0f} "
+                f"PSS in {m['ours_head']['processes']} procs",
+                f"ours worker node {m['ours_worker_node']['rss_mib']:.0f} RSS / "
+                f"{m['ours_worker_node']['pss_mib']:.0f} PSS "
+                f"({m['ours_worker_node']['processes']} procs)",
+            ]
             if "reference" in m:
-                parts.append(f"reference (server + host) {m['reference']['rss_mib']:.0f} RSS / "
-                             f"{m['reference']['pss_mib']:.0f} PSS "
-                             f"({m['reference']['processes']} procs)")
+                parts.append(
+                    f"reference (server + host) {m['reference']['rss_mib']:.0f} RSS / "
+                    f"{m['reference']['pss_mib']:.0f} PSS "
+                    f"({m['reference']['processes']} procs)"
+                )
             parts.append(f"plain uvicorn {m['uvicorn']['rss_mib']:.0f} RSS")
             print(f"idle memory, {tag} (MiB): " + "; ".join(parts))
+
         mem_line("5 s after start", mem_start)
         mem_line("5 s after the load", mem_load)
-        print(f"response bytes, GET /v1/hosts: {result['hosts_body_bytes']}; "
-              f"filesystem 100: {result['fs_body_bytes']}")
-        print(f"HostActor of the browsed host found under the worker node's processes: "
-              f"{result['ours_host_actor_on_node']}")
-        print(f"other activity on the machine (before / after measuring): {activity[0]} / "
-              f"{activity[1]}")
+        print(
+            f"response bytes, GET /v1/hosts: {result['hosts_body_bytes']}; "
+            f"filesystem 100: {result['fs_body_bytes']}"
+        )
+        print(
+            f"HostActor of the browsed host found under the worker node's processes: "
+            f"{result['ours_host_actor_on_node']}"
+        )
+        print(
+            f"other activity on the machine (before / after measuring): {activity[0]} / "
+            f"{activity[1]}"
+        )
         if result["token_line_race_hit"]:
-            print("note: tests.procs.Server read a log line as the token this time "
-                  "(corrected from $HOME/.omnigent/token)")
+            print(
+                "note: tests.procs.Server read a log line as the token this time "
+                "(corrected from $HOME/.omnigent/token)"
+            )
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
             print(f"wrote {args.json}")
@@ -572,8 +728,12 @@ def main() -> int:
         kill_group(baseline, "baseline")
         # Ray workers call setsid, so they are not in our groups: remember every process
         # of our trees now, and make sure none outlives the stop.
-        ours_procs = [p for x in (server and server.proc, node and node.proc) if x
-                      for p in proc_tree(x.popen.pid)]
+        ours_procs = [
+            p
+            for x in (server and server.proc, node and node.proc)
+            if x
+            for p in proc_tree(x.popen.pid)
+        ]
         if node:
             node.kill()
         if server and server.proc:

@@ -86,8 +86,8 @@ AGENT = {"name": "b", "terminals": {"shell": SHELL}}
 SETUP = b"stty -icanon -echo min 1 time 0; cat\n"
 MARK = b"END-2"
 LETTERS = [bytes([c]) for c in range(ord("a"), ord("z") + 1)]
-TIMEOUT = 10.0          # one echo
-BULK_TIMEOUT = 600.0    # one bulk run
+TIMEOUT = 10.0  # one echo
+BULK_TIMEOUT = 600.0  # one bulk run
 
 
 class Dropped(Exception):
@@ -110,10 +110,15 @@ class WsTerm:
 
     @staticmethod
     async def _open(url: str, headers: dict, deflate: bool):
-        return await websockets.connect(url, additional_headers=headers,
-                                        compression="deflate" if deflate else None,
-                                        max_size=None, ping_interval=None, open_timeout=30,
-                                        close_timeout=2)
+        return await websockets.connect(
+            url,
+            additional_headers=headers,
+            compression="deflate" if deflate else None,
+            max_size=None,
+            ping_interval=None,
+            open_timeout=30,
+            close_timeout=2,
+        )
 
     @classmethod
     async def connect(cls, url: str, headers: dict, deflate: bool) -> WsTerm:
@@ -168,12 +173,13 @@ class WsTerm:
                 try:
                     m = await self.recv()
                 except websockets.ConnectionClosed as exc:
-                    raise Dropped(exc.rcvd.code if exc.rcvd else None, n,
-                                  time.perf_counter() - t) from None
+                    raise Dropped(
+                        exc.rcvd.code if exc.rcvd else None, n, time.perf_counter() - t
+                    ) from None
                 n += len(m)
-                if MARK in m or MARK in tail + m[:len(MARK)]:
+                if MARK in m or MARK in tail + m[: len(MARK)]:
                     return time.perf_counter() - t, n
-                tail = m[-(len(MARK) - 1):]
+                tail = m[-(len(MARK) - 1) :]
 
     async def close(self) -> None:
         await self.ws.close()
@@ -233,9 +239,9 @@ class LocalPty:
         while time.monotonic() < deadline:
             m = self._read(BULK_TIMEOUT)
             n += len(m)
-            if MARK in m or MARK in tail + m[:len(MARK)]:
+            if MARK in m or MARK in tail + m[: len(MARK)]:
                 return time.perf_counter() - t, n
-            tail = m[-(len(MARK) - 1):]
+            tail = m[-(len(MARK) - 1) :]
         raise TimeoutError
 
     async def close(self) -> None:
@@ -253,7 +259,7 @@ class LocalPty:
 # --- helpers ----------------------------------------------------------------------------
 def make_bulk_file(path: str, mib: int) -> int:
     """Printable bytes, no newline, no "END-2" (the alphabet below has no '-')."""
-    block = (b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+/" * 1024)  # 64 KiB
+    block = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+/" * 1024  # 64 KiB
     with open(path, "wb") as f:
         f.writelines(block for _ in range(mib * 16))
     return mib * 2**20
@@ -263,8 +269,9 @@ def launch_terminal(client: httpx.Client, base: str, key: str, timeout: float = 
     """POST …/resources/terminals until the runner answers (it may still be starting)."""
     deadline = time.monotonic() + timeout
     while True:
-        r = client.post(f"{base}/resources/terminals", json={"terminal": "shell",
-                                                             "session_key": key})
+        r = client.post(
+            f"{base}/resources/terminals", json={"terminal": "shell", "session_key": key}
+        )
         if r.status_code in (200, 201):
             return r.json()["id"]
         if time.monotonic() > deadline:
@@ -312,9 +319,11 @@ def placement(cwd: str, node_pid: int, server_pid: int) -> dict:
 def code_version() -> dict:
     """The commit, and the server files that differ from it (the run measures the working
     tree: the Ray workers import the code from it when they start)."""
+
     def git(*a: str) -> str:
         r = subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True)
         return r.stdout.strip()
+
     dirty = git("diff", "--name-only", "HEAD", "--", "actors", "omnigent", "serve_app.py")
     return {"head": git("rev-parse", "--short", "HEAD"), "server_files_changed": dirty.split()}
 
@@ -339,8 +348,10 @@ def remove_dead_terminal_dirs(dirs: set[str]) -> None:
 
 
 def load() -> dict:
-    return {"loadavg_1m": round(os.getloadavg()[0], 2),
-            "pytest_procs": sum("pytest" in " ".join(p.cmdline()) for p in all_procs())}
+    return {
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+        "pytest_procs": sum("pytest" in " ".join(p.cmdline()) for p in all_procs()),
+    }
 
 
 # --- the run ----------------------------------------------------------------------------
@@ -365,8 +376,7 @@ async def measure(targets: dict, args) -> dict:
                     i += 1
         if phase == "measured":
             result["echo_ms"] = {t: summary(xs) for t, xs in samples.items()}
-            result["echo_samples_ms"] = {t: [round(x, 4) for x in xs]
-                                         for t, xs in samples.items()}
+            result["echo_samples_ms"] = {t: [round(x, 4) for x in xs] for t, xs in samples.items()}
     for name, (term, _) in targets.items():  # nothing unexpected came back
         extra = await term.drain(0.3)
         if extra:
@@ -384,17 +394,24 @@ async def measure(targets: dict, args) -> dict:
                 secs, n = await term.bulk(line)
             except Dropped as exc:
                 log(f"{name}: bulk run {run + 1} failed: the server {exc}; attaching again")
-                bulk[name].append({"error": "dropped", "close_code": exc.code,
-                                   "bytes_before_close": exc.received,
-                                   "seconds_to_close": round(exc.seconds, 3)})
+                bulk[name].append(
+                    {
+                        "error": "dropped",
+                        "close_code": exc.code,
+                        "bytes_before_close": exc.received,
+                        "seconds_to_close": round(exc.seconds, 3),
+                    }
+                )
                 # The cat goes on without this client: let it finish, then attach again
                 # (the replay is the last MiB) and go on.
                 for _ in range(5):
                     await asyncio.sleep(5)
                     try:
                         await term.reconnect()
-                        log(f"{name}: {await term.drain(1.0, limit=120)} bytes drained "
-                            "after attaching again")
+                        log(
+                            f"{name}: {await term.drain(1.0, limit=120)} bytes drained "
+                            "after attaching again"
+                        )
                         break
                     except websockets.ConnectionClosed as again:
                         log(f"{name}: closed again while draining: {again!r}")
@@ -406,13 +423,22 @@ async def measure(targets: dict, args) -> dict:
             frames, cpu = term.frames - frames, time.process_time() - cpu
             rest = await term.drain(0.3)
             mbs = args.bulk_bytes / 1e6 / secs
-            bulk[name].append({"seconds": round(secs, 3), "mb_s": round(mbs, 1),
-                               "mib_s": round(args.bulk_bytes / 2**20 / secs, 1),
-                               "bytes_received": n, "bytes_after_mark": rest,
-                               "frames": frames, "mean_frame_bytes": n // max(frames, 1),
-                               "client_cpu_s": round(cpu, 3)})
-            log(f"{name}: bulk run {run + 1}: {secs:.2f} s, {mbs:.1f} MB/s, "
-                f"{n} bytes received in {frames} frames (reads), client CPU {cpu:.2f} s")
+            bulk[name].append(
+                {
+                    "seconds": round(secs, 3),
+                    "mb_s": round(mbs, 1),
+                    "mib_s": round(args.bulk_bytes / 2**20 / secs, 1),
+                    "bytes_received": n,
+                    "bytes_after_mark": rest,
+                    "frames": frames,
+                    "mean_frame_bytes": n // max(frames, 1),
+                    "client_cpu_s": round(cpu, 3),
+                }
+            )
+            log(
+                f"{name}: bulk run {run + 1}: {secs:.2f} s, {mbs:.1f} MB/s, "
+                f"{n} bytes received in {frames} frames (reads), client CPU {cpu:.2f} s"
+            )
     result["bulk"] = bulk
     return result
 
@@ -425,8 +451,10 @@ async def run(args, ws_targets: dict, local: LocalPty, local_bulk: LocalPty) -> 
                 targets[name] = (local, local_bulk)
             elif name in ws_targets:
                 url_echo, url_bulk, headers = ws_targets[name]
-                targets[name] = (await WsTerm.connect(url_echo, headers, args.deflate),
-                                 await WsTerm.connect(url_bulk, headers, args.deflate))
+                targets[name] = (
+                    await WsTerm.connect(url_echo, headers, args.deflate),
+                    await WsTerm.connect(url_bulk, headers, args.deflate),
+                )
         return await measure(targets, args)
     finally:
         for name, pair in targets.items():
@@ -444,8 +472,9 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--bulk-mib", type=int, default=100)
     ap.add_argument("--bulk-runs", type=int, default=3)
-    ap.add_argument("--deflate", action="store_true",
-                    help="offer permessage-deflate, as a browser does")
+    ap.add_argument(
+        "--deflate", action="store_true", help="offer permessage-deflate, as a browser does"
+    )
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--no-reference", action="store_true")
     args = ap.parse_args()
@@ -458,9 +487,15 @@ def main() -> int:
     clients: list[httpx.Client] = []
     homes: list[str] = []
     ref_dirs_before = ref_terminal_dirs()
-    result: dict = {"n": args.n, "warmup": args.warmup, "chunk": CHUNK, "node_ip": NODE_IP,
-                    "bulk_mib": args.bulk_mib, "deflate": args.deflate,
-                    "client": f"websockets {websockets.__version__} asyncio, uvloop"}
+    result: dict = {
+        "n": args.n,
+        "warmup": args.warmup,
+        "chunk": CHUNK,
+        "node_ip": NODE_IP,
+        "bulk_mib": args.bulk_mib,
+        "deflate": args.deflate,
+        "client": f"websockets {websockets.__version__} asyncio, uvloop",
+    }
     try:
         result["code"] = code_version()
         log(f"code under test: {result['code']}")
@@ -481,8 +516,10 @@ def main() -> int:
             host_id = node.wait_host(c)
         ours = server.client(server.token)
         clients.append(ours)
-        r = ours.post("/v1/sessions", json={"title": "bench", "agent": AGENT,
-                                            "host_id": host_id, "workspace": ws_ours})
+        r = ours.post(
+            "/v1/sessions",
+            json={"title": "bench", "agent": AGENT, "host_id": host_id, "workspace": ws_ours},
+        )
         if r.status_code not in (200, 201):
             raise RuntimeError(f"ours session: {r.status_code} {r.text[:300]}")
         base = f"/v1/sessions/{r.json()['id']}"
@@ -491,8 +528,13 @@ def main() -> int:
         log(f"ours: terminals {ids} on {NODE_IP} ({time.monotonic() - t0:.1f}s after launch)")
         wurl = server.url.replace("http://", "ws://")
         auth = {"Authorization": f"Bearer {server.token}"}
-        ws_targets = {"ours": (f"{wurl}{base}/resources/terminals/{ids['bench']}/attach",
-                               f"{wurl}{base}/resources/terminals/{ids['bulk']}/attach", auth)}
+        ws_targets = {
+            "ours": (
+                f"{wurl}{base}/resources/terminals/{ids['bench']}/attach",
+                f"{wurl}{base}/resources/terminals/{ids['bulk']}/attach",
+                auth,
+            )
+        }
         # the ptys really are on the node: their bash is under the node's process tree
         result["ours_ptys"] = placement(ws_ours, node.proc.popen.pid, server.proc.popen.pid)
         log(f"ours: terminal programs (bash in the workspace): {result['ours_ptys']}")
@@ -510,8 +552,9 @@ def main() -> int:
             ref = httpx.Client(base_url=rurl, timeout=60)
             clients.append(ref)
             sid = ref_session(ref)
-            r = ref.post(f"/v1/hosts/{ref_host_id}/runners",
-                         json={"session_id": sid, "workspace": ws_ref})
+            r = ref.post(
+                f"/v1/hosts/{ref_host_id}/runners", json={"session_id": sid, "workspace": ws_ref}
+            )
             if r.status_code not in (200, 201):
                 raise RuntimeError(f"reference launch: {r.status_code} {r.text[:300]}")
             rbase = f"/v1/sessions/{sid}"
@@ -519,11 +562,14 @@ def main() -> int:
             rws = rurl.replace("http://", "ws://")
             ws_targets["reference"] = (
                 f"{rws}{rbase}/resources/terminals/{rids['bench']}/attach",
-                f"{rws}{rbase}/resources/terminals/{rids['bulk']}/attach", {})
+                f"{rws}{rbase}/resources/terminals/{rids['bulk']}/attach",
+                {},
+            )
             log(f"reference up on {rurl}, session {sid}, terminals {rids}")
 
         result["load_before"] = load()
         import uvloop
+
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             measured = runner.run(run(args, ws_targets, local, local_bulk))
         result["load_after"] = load()
@@ -534,41 +580,60 @@ def main() -> int:
         bulk_best = {}
         for t, runs in result["bulk"].items():
             ok = [x["mb_s"] for x in runs if "mb_s" in x]
-            bulk_best[t] = {"median": sorted(ok)[len(ok) // 2] if ok else None,
-                            "max": max(ok) if ok else None, "runs_ok": len(ok)}
+            bulk_best[t] = {
+                "median": sorted(ok)[len(ok) // 2] if ok else None,
+                "max": max(ok) if ok else None,
+                "runs_ok": len(ok),
+            }
         result["bulk_mb_s"] = bulk_best
         names = list(echo)
         print()
-        print(f"Terminal keystroke echo (n={args.n} after {args.warmup} warm-up, chunks of "
-              f"{CHUNK}) and bulk output ({args.bulk_mib} MiB cat, {args.bulk_runs} runs, "
-              f"median), {'deflate' if args.deflate else 'no compression'}")
-        print(f"| {'target':<10} | {'echo p50 ms':>11} | {'echo p99 ms':>11} | "
-              f"{'echo mean':>9} | {'bulk MB/s':>9} | {'bulk runs MB/s':<22} |")
+        print(
+            f"Terminal keystroke echo (n={args.n} after {args.warmup} warm-up, chunks of "
+            f"{CHUNK}) and bulk output ({args.bulk_mib} MiB cat, {args.bulk_runs} runs, "
+            f"median), {'deflate' if args.deflate else 'no compression'}"
+        )
+        print(
+            f"| {'target':<10} | {'echo p50 ms':>11} | {'echo p99 ms':>11} | "
+            f"{'echo mean':>9} | {'bulk MB/s':>9} | {'bulk runs MB/s':<22} |"
+        )
         print("|" + "|".join("-" * w for w in (12, 13, 13, 11, 11, 24)) + "|")
         for t in names:
             e, b = echo[t], bulk_best[t]
             runs = ", ".join(
-                str(x["mb_s"]) if "mb_s" in x else
-                f"{x['close_code']}@{x['bytes_before_close'] / 1e6:.0f}MB"
-                if x.get("error") == "dropped" else "timeout" for x in result["bulk"][t])
+                str(x["mb_s"])
+                if "mb_s" in x
+                else f"{x['close_code']}@{x['bytes_before_close'] / 1e6:.0f}MB"
+                if x.get("error") == "dropped"
+                else "timeout"
+                for x in result["bulk"][t]
+            )
             med = f"{b['median']:.1f}" if b["median"] is not None else "fail"
-            print(f"| {t:<10} | {e['p50']:>11.3f} | {e['p99']:>11.3f} | {e['mean']:>9.3f} | "
-                  f"{med:>9} | {runs:<22} |")
+            print(
+                f"| {t:<10} | {e['p50']:>11.3f} | {e['p99']:>11.3f} | {e['mean']:>9.3f} | "
+                f"{med:>9} | {runs:<22} |"
+            )
         ratios = {}
         for other in [t for t in names if t != "ours"]:
-            r = {"echo_p50": echo["ours"]["p50"] / echo[other]["p50"],
-                 "echo_p99": echo["ours"]["p99"] / echo[other]["p99"]}
+            r = {
+                "echo_p50": echo["ours"]["p50"] / echo[other]["p50"],
+                "echo_p99": echo["ours"]["p99"] / echo[other]["p99"],
+            }
             if bulk_best["ours"]["median"] and bulk_best[other]["median"]:
                 r["bulk"] = bulk_best["ours"]["median"] / bulk_best[other]["median"]
             ratios[f"ours/{other}"] = {k: round(v, 2) for k, v in r.items()}
             print(f"ours/{other}: " + ", ".join(f"{k} {v:.2f}x" for k, v in r.items()))
         result["ratios"] = ratios
         o = echo["ours"]
-        targets = {"echo_p50_le_reference": (o["p50"] <= echo["reference"]["p50"])
-                   if "reference" in echo else None,
-                   "echo_p99_le_3ms": o["p99"] <= 3.0,
-                   "bulk_ge_50_mb_s": bool(bulk_best["ours"]["median"]
-                                           and bulk_best["ours"]["median"] >= 50)}
+        targets = {
+            "echo_p50_le_reference": (o["p50"] <= echo["reference"]["p50"])
+            if "reference" in echo
+            else None,
+            "echo_p99_le_3ms": o["p99"] <= 3.0,
+            "bulk_ge_50_mb_s": bool(
+                bulk_best["ours"]["median"] and bulk_best["ours"]["median"] >= 50
+            ),
+        }
         result["targets_met"] = targets
         print(f"targets: {targets}")
         print(f"machine load before / after: {result['load_before']} / {result['load_after']}")
@@ -589,8 +654,12 @@ def main() -> int:
                     pass
         kill_group(ref_host, "reference host")
         kill_group(ref_server, "reference server")
-        ours_procs = [p for x in (server and server.proc, node and node.proc) if x
-                      for p in proc_tree(x.popen.pid)]
+        ours_procs = [
+            p
+            for x in (server and server.proc, node and node.proc)
+            if x
+            for p in proc_tree(x.popen.pid)
+        ]
         if node:
             node.kill()
         if server and server.proc:

@@ -59,8 +59,9 @@ def main() -> int:
         with server.client(server.token) as c:
             node_host = node.wait_host(c)
         with server.client(server.token) as c:
-            head_host = next(h["id"] for h in c.get("/v1/hosts").json()["hosts"]
-                             if h["id"] != node_host)
+            head_host = next(
+                h["id"] for h in c.get("/v1/hosts").json()["hosts"] if h["id"] != node_host
+            )
         procs = [p for x in (server.proc, node.proc) for p in proc_tree(x.popen.pid)]
 
         if server.ray_token:
@@ -72,21 +73,48 @@ def main() -> int:
 
         from omnigent import hostfs
 
-        ns = "omnigent-" + hashlib.sha256(
-            os.path.realpath(os.path.join(dirs[1], ".omnigent")).encode()).hexdigest()[:10]
-        ray.init(address=server.ray_address, _node_ip_address="127.0.0.10", namespace=ns,
-                 log_to_driver=False, logging_level="ERROR")
+        ns = (
+            "omnigent-"
+            + hashlib.sha256(
+                os.path.realpath(os.path.join(dirs[1], ".omnigent")).encode()
+            ).hexdigest()[:10]
+        )
+        ray.init(
+            address=server.ray_address,
+            _node_ip_address="127.0.0.10",
+            namespace=ns,
+            log_to_driver=False,
+            logging_level="ERROR",
+        )
         try:
-            rows = [("listing in-process (hostfs.list_directory)",
-                     p50_p99(lambda: hostfs.list_directory(path, dirs[0], limit=100, after=None,
-                                                           before=None), args.n))]
+            rows = [
+                (
+                    "listing in-process (hostfs.list_directory)",
+                    p50_p99(
+                        lambda: hostfs.list_directory(
+                            path, dirs[0], limit=100, after=None, before=None
+                        ),
+                        args.n,
+                    ),
+                )
+            ]
             for tag, hid in (("head", head_host), ("node 127.0.0.11", node_host)):
                 h = ray.get_actor(f"host_{hid}", namespace=ns)
-                rows.append((f"ray.get(ready()) on {tag} HostActor",
-                             p50_p99(lambda h=h: ray.get(h.ready.remote()), args.n)))
-                rows.append((f"ray.get(list_directory(100)) on {tag} HostActor",
-                             p50_p99(lambda h=h: ray.get(h.list_directory.remote(
-                                 path, 100, None, None)), args.n)))
+                rows.append(
+                    (
+                        f"ray.get(ready()) on {tag} HostActor",
+                        p50_p99(lambda h=h: ray.get(h.ready.remote()), args.n),
+                    )
+                )
+                rows.append(
+                    (
+                        f"ray.get(list_directory(100)) on {tag} HostActor",
+                        p50_p99(
+                            lambda h=h: ray.get(h.list_directory.remote(path, 100, None, None)),
+                            args.n,
+                        ),
+                    )
+                )
             # The replica's pattern: await the ref on an asyncio loop, with a deadline
             # (actors/calls.py `call`), instead of a blocking ray.get.
             import asyncio
@@ -94,12 +122,28 @@ def main() -> int:
             loop = asyncio.new_event_loop()
             for tag, hid in (("head", head_host), ("node 127.0.0.11", node_host)):
                 h = ray.get_actor(f"host_{hid}", namespace=ns)
-                rows.append((f"await wait_for(list_directory(100)) on {tag}",
-                             p50_p99(lambda h=h: loop.run_until_complete(asyncio.wait_for(
-                                 h.list_directory.remote(path, 100, None, None), 5)), args.n)))
-                rows.append((f"await wait_for(ready()) on {tag}",
-                             p50_p99(lambda h=h: loop.run_until_complete(asyncio.wait_for(
-                                 h.ready.remote(), 5)), args.n)))
+                rows.append(
+                    (
+                        f"await wait_for(list_directory(100)) on {tag}",
+                        p50_p99(
+                            lambda h=h: loop.run_until_complete(
+                                asyncio.wait_for(h.list_directory.remote(path, 100, None, None), 5)
+                            ),
+                            args.n,
+                        ),
+                    )
+                )
+                rows.append(
+                    (
+                        f"await wait_for(ready()) on {tag}",
+                        p50_p99(
+                            lambda h=h: loop.run_until_complete(
+                                asyncio.wait_for(h.ready.remote(), 5)
+                            ),
+                            args.n,
+                        ),
+                    )
+                )
             loop.close()
         finally:
             ray.shutdown()

@@ -20,24 +20,31 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="start the server (embedded Ray, or on a cluster)")
-    p.add_argument("--port", type=int, help="the API's port (default: $OMNIGENT_PORT, else "
-                   "6767)")
+    p.add_argument("--port", type=int, help="the API's port (default: $OMNIGENT_PORT, else 6767)")
     p.add_argument("--address", help="deploy on this running Ray cluster (detached) instead")
-    p.add_argument("--host", help="address the API listens on (default: $OMNIGENT_HOST, else "
-                   "127.0.0.1)")
+    p.add_argument(
+        "--host", help="address the API listens on (default: $OMNIGENT_HOST, else 127.0.0.1)"
+    )
     p.add_argument("--node-ip-address", help="this node's IP address in the Ray cluster")
 
     p = sub.add_parser("stop", help="stop the server of this state dir")
     p.add_argument("--address", help="the Ray cluster it runs on (default: as recorded)")
-    p.add_argument("--nodes", action="store_true",
-                   help="also stop the hosts' Ray nodes that `omnigent ray-start` started")
+    p.add_argument(
+        "--nodes",
+        action="store_true",
+        help="also stop the hosts' Ray nodes that `omnigent ray-start` started",
+    )
 
     p = sub.add_parser("host", help="join this machine as a host through the API (foreground)")
     p.add_argument("server_url")
-    p.add_argument("--token-file", help="bearer token file (default: $OMNIGENT_TOKEN, "
-                   "else ~/.omnigent/token)")
-    p.add_argument("--ray-token-file", help="the cluster's Ray token (default: "
-                   "$RAY_AUTH_TOKEN / $RAY_AUTH_TOKEN_PATH, else ~/.omnigent/ray_token)")
+    p.add_argument(
+        "--token-file", help="bearer token file (default: $OMNIGENT_TOKEN, else ~/.omnigent/token)"
+    )
+    p.add_argument(
+        "--ray-token-file",
+        help="the cluster's Ray token (default: "
+        "$RAY_AUTH_TOKEN / $RAY_AUTH_TOKEN_PATH, else ~/.omnigent/ray_token)",
+    )
     p.add_argument("--node-ip-address", help="this machine's Ray node IP (default: detected)")
 
     p = sub.add_parser("join-line", help="print the line that joins a machine as USER's host")
@@ -54,8 +61,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ray-start", help="start this machine's Ray node (for cluster.yaml)")
     p.add_argument("--shared-dir", help="directory the cluster config copies to every node")
-    p.add_argument("--worker-owner", action="append", default=[], metavar="IP=USER",
-                   help="on the head: the worker at IP becomes USER's host")
+    p.add_argument(
+        "--worker-owner",
+        action="append",
+        default=[],
+        metavar="IP=USER",
+        help="on the head: the worker at IP becomes USER's host",
+    )
     p.add_argument("--node-ip-address", help="default: the address SSH reached us at")
     sub.add_parser("ray-stop", help="stop the Ray node `ray-start` started (and the server)")
     sub.add_parser("cluster-setup", help="install the `ray stop` shim for `ray down`")
@@ -92,10 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         from omnigent.raynode import ray_start
 
         owners = dict(o.split("=", 1) for o in args.worker_owner if "=" in o)
-        return ray_start([a for a in rest if a != "--"],
-                         shared=Path(os.path.expanduser(args.shared_dir))
-                         if args.shared_dir else None,
-                         owners=owners, node_ip=args.node_ip_address, admin=local_user())
+        return ray_start(
+            [a for a in rest if a != "--"],
+            shared=Path(os.path.expanduser(args.shared_dir)) if args.shared_dir else None,
+            owners=owners,
+            node_ip=args.node_ip_address,
+            admin=local_user(),
+        )
     if args.command == "ray-stop":
         from omnigent.raynode import ray_stop
 
@@ -215,8 +230,11 @@ def run_host(args: argparse.Namespace) -> int:
     elif (state_dir() / "ray_token").exists():
         ray_auth = ray_auth_env(state_dir() / "ray_token")
     else:
-        print("no cluster token: give --ray-token-file or set RAY_AUTH_TOKEN (the admin's "
-              "join line has it)", file=sys.stderr)
+        print(
+            "no cluster token: give --ray-token-file or set RAY_AUTH_TOKEN (the admin's "
+            "join line has it)",
+            file=sys.stderr,
+        )
         return 2
     daemon = HostDaemon(args.server_url, token, ray_auth, args.node_ip_address)
     for sig in (signal.SIGINT, signal.SIGTERM):

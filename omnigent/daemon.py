@@ -35,8 +35,9 @@ class RegistrationRefused(Exception):
 
 
 class HostDaemon:
-    def __init__(self, server_url: str, token: str, ray_auth: dict[str, str],
-                 node_ip: str | None) -> None:
+    def __init__(
+        self, server_url: str, token: str, ray_auth: dict[str, str], node_ip: str | None
+    ) -> None:
         self.server_url = server_url.rstrip("/")
         self.token = token
         self.ray_auth = ray_auth
@@ -46,8 +47,11 @@ class HostDaemon:
         self._node: subprocess.Popen | None = None
 
     def _cluster(self) -> dict:
-        r = httpx.get(f"{self.server_url}/v1/cluster",
-                      headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
+        r = httpx.get(
+            f"{self.server_url}/v1/cluster",
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=10,
+        )
         if r.status_code == 401:
             raise RegistrationRefused("unauthenticated", "the token was refused")
         r.raise_for_status()
@@ -60,8 +64,9 @@ class HostDaemon:
             try:
                 cluster = self._cluster()
             except httpx.HTTPError as exc:
-                log.warning("server %s unreachable (%s); retrying in %.0fs",
-                            self.server_url, exc, delay)
+                log.warning(
+                    "server %s unreachable (%s); retrying in %.0fs", self.server_url, exc, delay
+                )
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5)
                 continue
@@ -75,8 +80,11 @@ class HostDaemon:
             self._watch(node, cluster["ray_address"])
             if self._stop.is_set():
                 break
-            log.warning("this machine's Ray node left the cluster (%s); joining again in "
-                        "%.0fs", self._node.returncode, delay)
+            log.warning(
+                "this machine's Ray node left the cluster (%s); joining again in %.0fs",
+                self._node.returncode,
+                delay,
+            )
             self._stop_node()
             self._stop.wait(delay)
             delay = min(delay * 2, 5)
@@ -97,15 +105,25 @@ class HostDaemon:
                 pass  # the server is restarting: keep the node until we know
 
     def _start_node(self, cluster: dict) -> subprocess.Popen:
-        argv = [ray_bin(), "start", f"--address={cluster['ray_address']}", "--block",
-                "--disable-usage-stats"]
+        argv = [
+            ray_bin(),
+            "start",
+            f"--address={cluster['ray_address']}",
+            "--block",
+            "--disable-usage-stats",
+        ]
         if self.node_ip:
             argv.append(f"--node-ip-address={self.node_ip}")
         env = {**os.environ, **self.ray_auth, JOIN_ENV: cluster["join_key"]}
         log.info("joining the cluster at %s", cluster["ray_address"])
         # its own process group: stopping the node stops every process it started
-        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def _wait_online(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -114,8 +132,9 @@ class HostDaemon:
             if self._node is not None and self._node.poll() is not None:
                 return False
             try:
-                r = httpx.get(f"{self.server_url}/v1/hosts/{self.host_id}", headers=headers,
-                              timeout=5)
+                r = httpx.get(
+                    f"{self.server_url}/v1/hosts/{self.host_id}", headers=headers, timeout=5
+                )
                 if r.status_code == 200 and r.json()["status"] == "online":
                     return True
             except httpx.HTTPError:

@@ -57,6 +57,11 @@ def list_directory(
     # Entries are pages of names in order, so only the names on the page (and one more,
     # for has_more) are stat-ed; a dangling symlink is skipped and the next name taken.
     keys = sorted(os.path.join(path, n) for n in names)
-    page = page_of_keys(keys, lambda key: _entry(path, os.path.basename(key)), limit=limit,
-                        after=after, before=before)
+    page = page_of_keys(
+        keys,
+        lambda key: _entry(path, os.path.basename(key)),
+        limit=limit,
+        after=after,
+        before=before,
+    )
     return list_envelope(page.items, page.has_more, id_field="path")

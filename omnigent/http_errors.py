@@ -21,8 +21,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(e.OmnigentError)
     async def _omnigent(_: Request, exc: e.OmnigentError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, e.Unauthenticated) else None
-        return JSONResponse(wire.error_body(exc.code, exc.message), wire.status_for(exc),
-                            headers=headers)
+        return JSONResponse(
+            wire.error_body(exc.code, exc.message), wire.status_for(exc), headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -32,14 +33,19 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"])
-        return JSONResponse(wire.error_body("validation_error", f"{where}: {first['msg']}",
-                                            details=details), wire.VALIDATION_STATUS)
+        return JSONResponse(
+            wire.error_body("validation_error", f"{where}: {first['msg']}", details=details),
+            wire.VALIDATION_STATUS,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = wire.HTTP_CODES.get(exc.status_code, "http_error")
-        return JSONResponse(wire.error_body(code, str(exc.detail)), exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            wire.error_body(code, str(exc.detail)),
+            exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -51,10 +51,14 @@ def describe_machine() -> dict:
     # the join key and the host's name are read here and nowhere else.
     home = os.path.expanduser("~")
     return {
-        "machine_id": machine_id(home), "join_key": os.environ.get(JOIN_ENV),
+        "machine_id": machine_id(home),
+        "join_key": os.environ.get(JOIN_ENV),
         "name": os.environ.get(HOST_NAME_ENV) or socket.gethostname(),
-        "platform": sys.platform, "home": home, "cpus": os.cpu_count(),
-        "memory_bytes": _memory_bytes(), "pid": os.getpid(),
+        "platform": sys.platform,
+        "home": home,
+        "cpus": os.cpu_count(),
+        "memory_bytes": _memory_bytes(),
+        "pid": os.getpid(),
     }
 
 

@@ -80,8 +80,12 @@ def our_raylet() -> dict | None:
     for pid in marked_processes(node["mark"]):
         argv = cmdline_of(pid)
         if argv and argv[0].endswith("/raylet") and alive(pid):
-            return {"pid": pid, "mark": node["mark"], "session": cli_arg(argv, "--session-name"),
-                    "gcs": cli_arg(argv, "--gcs-address")}
+            return {
+                "pid": pid,
+                "mark": node["mark"],
+                "session": cli_arg(argv, "--session-name"),
+                "gcs": cli_arg(argv, "--gcs-address"),
+            }
     return None
 
 

@@ -70,8 +70,14 @@ def take_shared_secrets(shared: Path, node_ip: str | None) -> str:
     return (mine if mine.exists() else shared / "join" / "default").read_text().strip()
 
 
-def ray_start(ray_args: list[str], *, shared: Path | None, owners: dict[str, str],
-              node_ip: str | None, admin: str) -> int:
+def ray_start(
+    ray_args: list[str],
+    *,
+    shared: Path | None,
+    owners: dict[str, str],
+    node_ip: str | None,
+    admin: str,
+) -> int:
     head = "--head" in ray_args
     state = state_dir()
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -91,8 +97,7 @@ def ray_start(ray_args: list[str], *, shared: Path | None, owners: dict[str, str
     running = our_raylet()
     if running is not None:
         if head or _same_cluster(running, address, env):
-            print(f"this machine's Ray node is already running (pid {running['pid']})",
-                  flush=True)
+            print(f"this machine's Ray node is already running (pid {running['pid']})", flush=True)
             return 0
         print("stopping this machine's node of a cluster that is gone", flush=True)
         stop_processes(descendants([running["pid"], *marked_processes(running["mark"])]))
@@ -101,8 +106,10 @@ def ray_start(ray_args: list[str], *, shared: Path | None, owners: dict[str, str
     argv = [ray_bin(), "start", *ray_args, "--disable-usage-stats"]
     if node_ip and cli_arg(ray_args, "--node-ip-address") is None:
         argv.append(f"--node-ip-address={node_ip}")
-    write_private(state / NODE_FILE, json.dumps(
-        {"mark": mark, "node_ip": node_ip, "head": head, "address": address}) + "\n")
+    write_private(
+        state / NODE_FILE,
+        json.dumps({"mark": mark, "node_ip": node_ip, "head": head, "address": address}) + "\n",
+    )
     return subprocess.run(argv, env=env).returncode
 
 
@@ -116,8 +123,7 @@ def ray_stop() -> int:
         return 0
     if node.get("head"):
         try:  # a separate process: its Ray driver must not outlive the stop
-            subprocess.run([sys.executable, "-m", "omnigent.cli", "stop", "--nodes"],
-                           timeout=90)
+            subprocess.run([sys.executable, "-m", "omnigent.cli", "stop", "--nodes"], timeout=90)
         except subprocess.TimeoutExpired:
             print("the server did not stop in time; stopping the node anyway", flush=True)
     pids = [p for p in descendants(marked_processes(node["mark"])) if p != os.getpid()]
@@ -133,12 +139,16 @@ def _same_cluster(raylet: dict, address: str | None, env: dict) -> bool:
     code = (
         "import sys\nfrom ray._raylet import GcsClient\n"
         "c = GcsClient(address=sys.argv[1])\n"
-        "print(c.internal_kv_get(b'session_name', b'session', timeout=5).decode())\n")
+        "print(c.internal_kv_get(b'session_name', b'session', timeout=5).decode())\n"
+    )
     try:
-        out = subprocess.run([sys.executable, "-c", code, address], env=env, timeout=20,
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code, address],
+            env=env,
+            timeout=20,
+            capture_output=True,
+            text=True,
+        )
     except subprocess.TimeoutExpired:
         return False
     return out.returncode == 0 and out.stdout.strip() == raylet["session"]
-
-

@@ -38,8 +38,10 @@ from omnigent.store import Store
 
 # Fast failure detection (RAY_NOTES.md): a dead host is seen in ~2.4 s, not ~13 s.
 HEALTH_CHECKS = {
-    "health_check_period_ms": 1000, "health_check_timeout_ms": 1000,
-    "health_check_failure_threshold": 3, "health_check_initial_delay_ms": 1000,
+    "health_check_period_ms": 1000,
+    "health_check_timeout_ms": 1000,
+    "health_check_failure_threshold": 3,
+    "health_check_initial_delay_ms": 1000,
 }
 
 
@@ -63,11 +65,19 @@ def ensure_local_token(settings: Settings, user: str) -> str:
 def _init_ray(address: str | None, node_ip: str | None, settings: Settings) -> None:
     import ray
 
-    kwargs: dict = dict(namespace=settings.namespace, include_dashboard=False,
-                        log_to_driver=False, configure_logging=True, logging_level="WARNING")
+    kwargs: dict = dict(
+        namespace=settings.namespace,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=True,
+        logging_level="WARNING",
+    )
     if address is None:
-        kwargs.update(address="local", _system_config=HEALTH_CHECKS,
-                      object_store_memory=settings.object_store_bytes)
+        kwargs.update(
+            address="local",
+            _system_config=HEALTH_CHECKS,
+            object_store_memory=settings.object_store_bytes,
+        )
     else:
         kwargs["address"] = address
     if node_ip:
@@ -125,16 +135,23 @@ def deploy(settings: Settings) -> str:
     node_id = ray.get_runtime_context().get_node_id()
     node_ip = ray.util.get_node_ip_address()
     control = RemoteControl.options(**options.control_options(ns, node_id)).remote(
-        settings.to_dict())
+        settings.to_dict()
+    )
     ray.get(control.start.remote())
 
     from serve_app import OmnigentIngress
 
     serve.start(proxy_location="Disabled")
     serve.run(
-        OmnigentIngress.options(ray_actor_options={  # type: ignore[attr-defined]  # a Deployment
-            "num_cpus": 0, "resources": {f"node:{node_ip}": 0.001}}).bind(settings.to_dict()),
-        name=ns, route_prefix=f"/{ns}", blocking=False,
+        OmnigentIngress.options(  # type: ignore[attr-defined]  # @serve.deployment made it one
+            ray_actor_options={
+                "num_cpus": 0,
+                "resources": {f"node:{node_ip}": 0.001},
+            }
+        ).bind(settings.to_dict()),
+        name=ns,
+        route_prefix=f"/{ns}",
+        blocking=False,
     )
     _wait_http(f"{_local_url(settings)}/healthz", timeout=120)
     return outcome
@@ -200,19 +217,31 @@ def serve(settings: Settings, address: str | None, node_ip: str | None) -> int:
     node_ip = ray.util.get_node_ip_address()
     url = public_url(settings.host, settings.port, node_ip)
     host_id = ray.get(_get_actor("control", settings.namespace).own_host.remote())["id"]
-    info = {"url": url, "ray_address": ctx.gcs_address, "namespace": settings.namespace,
-            "pid": os.getpid() if address is None else None, "embedded": address is None,
-            "user": settings.admin_user, "host_id": host_id, "version": settings.code_version}
+    info = {
+        "url": url,
+        "ray_address": ctx.gcs_address,
+        "namespace": settings.namespace,
+        "pid": os.getpid() if address is None else None,
+        "embedded": address is None,
+        "user": settings.admin_user,
+        "host_id": host_id,
+        "version": settings.code_version,
+    }
     write_private(state / "server.json", json.dumps(info, indent=2) + "\n")
-    line = join_line(ctx.gcs_address, join_key(server_secret(state), settings.admin_user),
-                     current_ray_token())
+    line = join_line(
+        ctx.gcs_address, join_key(server_secret(state), settings.admin_user), current_ray_token()
+    )
     say = lambda text: print(text, flush=True)  # noqa: E731
-    say(f"omnigent server {outcome} in {time.monotonic() - t0:.1f}s (version "
-        f"{settings.code_version})")
+    say(
+        f"omnigent server {outcome} in {time.monotonic() - t0:.1f}s (version "
+        f"{settings.code_version})"
+    )
     say(f"  URL:    {url}")
     say(f"  user:   {settings.admin_user} (host {host_id} online)")
-    say(f"  join a machine as a host of {settings.admin_user} (`omnigent join-line USER` "
-        "prints the line for another user):")
+    say(
+        f"  join a machine as a host of {settings.admin_user} (`omnigent join-line USER` "
+        "prints the line for another user):"
+    )
     say(f"    {line}")
     if address is not None:
         # Detached: this process is only the deployer. The bearer token is not printed
@@ -266,8 +295,11 @@ def stop_server(settings: Settings, stop_nodes: bool = False) -> bool:
     if stop_nodes:
         own = f"node_{ray.get_runtime_context().get_node_id()}"
         for entry in list_named_actors(all_namespaces=True):
-            if entry["namespace"] == settings.namespace and \
-                    entry["name"].startswith("node_") and entry["name"] != own:
+            if (
+                entry["namespace"] == settings.namespace
+                and entry["name"].startswith("node_")
+                and entry["name"] != own
+            ):
                 handle = _get_actor(entry["name"], settings.namespace)
                 try:
                     ray.get(handle.stop_node.remote(), timeout=10)
@@ -295,12 +327,13 @@ def stop(settings: Settings, address: str | None, stop_nodes: bool = False) -> i
     use_ray_token(state)  # before Ray is imported
     import ray
 
-    _init_ray(address or info.get("ray_address") or "auto", _recorded_node_ip(state, "x"),
-              settings)
+    _init_ray(address or info.get("ray_address") or "auto", _recorded_node_ip(state, "x"), settings)
     stopped = stop_server(settings, stop_nodes)
     ray.shutdown()
-    print("server stopped" if stopped else "no server of this state dir runs on the cluster",
-          flush=True)
+    print(
+        "server stopped" if stopped else "no server of this state dir runs on the cluster",
+        flush=True,
+    )
     return 0
 
 

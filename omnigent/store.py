@@ -71,9 +71,11 @@ class Store:
     def tokens(self, user: str | None = None) -> list[dict]:
         """The tokens (their hashes, never the secrets), oldest first."""
         sql = "SELECT hash, user, created_at FROM tokens"
-        rows = self._db.execute(sql + " WHERE user = ? ORDER BY created_at, hash", (user,)
-                                ) if user is not None else self._db.execute(
-                                    sql + " ORDER BY created_at, hash")
+        rows = (
+            self._db.execute(sql + " WHERE user = ? ORDER BY created_at, hash", (user,))
+            if user is not None
+            else self._db.execute(sql + " ORDER BY created_at, hash")
+        )
         return [{"hash": r[0], "user": r[1], "created_at": r[2]} for r in rows.fetchall()]
 
     def delete_token(self, token_hash: str) -> bool:
@@ -85,12 +87,14 @@ class Store:
             if gone:
                 self._db.execute(
                     "INSERT INTO counters VALUES ('token_generation', 1) ON CONFLICT (name)"
-                    " DO UPDATE SET value = value + 1")
+                    " DO UPDATE SET value = value + 1"
+                )
         return gone > 0
 
     def token_generation(self) -> int:
         row = self._db.execute(
-            "SELECT value FROM counters WHERE name = 'token_generation'").fetchone()
+            "SELECT value FROM counters WHERE name = 'token_generation'"
+        ).fetchone()
         return row[0] if row else 0
 
     # hosts ----------------------------------------------------------------------
@@ -135,9 +139,7 @@ class Store:
             )
 
     def get_session(self, session_id: str) -> dict | None:
-        row = self._db.execute(
-            "SELECT data FROM sessions WHERE id = ?", (session_id,)
-        ).fetchone()
+        row = self._db.execute("SELECT data FROM sessions WHERE id = ?", (session_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def sessions_of(self, owner: str) -> list[dict]:
@@ -177,6 +179,7 @@ class Store:
 
         Returns the updated session, or None when the CAS lost.
         """
+
         def bind(session: dict) -> bool:
             if session["runner_id"] and session["status"] in ("launching", "running"):
                 return False
@@ -185,9 +188,11 @@ class Store:
 
         return self._update_session(session_id, bind)
 
-    def update_session_if_runner(self, session_id: str, runner_id: str,
-                                 fields: dict) -> dict | None:
+    def update_session_if_runner(
+        self, session_id: str, runner_id: str, fields: dict
+    ) -> dict | None:
         """Update a session only while `runner_id` is still its runner."""
+
         def update(session: dict) -> bool:
             if session["runner_id"] != runner_id:
                 return False
@@ -205,9 +210,7 @@ class Store:
             )
 
     def get_runner(self, runner_id: str) -> dict | None:
-        row = self._db.execute(
-            "SELECT data FROM runners WHERE id = ?", (runner_id,)
-        ).fetchone()
+        row = self._db.execute("SELECT data FROM runners WHERE id = ?", (runner_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def live_runners(self) -> list[dict]:
@@ -218,8 +221,10 @@ class Store:
     # files ----------------------------------------------------------------------
     def put_file(self, meta: dict) -> None:
         with self._db:
-            self._db.execute("INSERT INTO files VALUES (?, ?, ?)",
-                             (meta["id"], meta["session_id"], json.dumps(meta)))
+            self._db.execute(
+                "INSERT INTO files VALUES (?, ?, ?)",
+                (meta["id"], meta["session_id"], json.dumps(meta)),
+            )
 
     def get_file(self, file_id: str) -> dict | None:
         row = self._db.execute("SELECT data FROM files WHERE id = ?", (file_id,)).fetchone()
@@ -242,30 +247,43 @@ class Store:
     # terminals handed to a session from another session's runner ------------------------
     def moves_of(self, session_id: str) -> dict[str, str]:
         rows = self._db.execute(
-            "SELECT terminal_id, runner_id FROM terminal_moves WHERE session_id = ?",
-            (session_id,)).fetchall()
+            "SELECT terminal_id, runner_id FROM terminal_moves WHERE session_id = ?", (session_id,)
+        ).fetchall()
         return dict(rows)
 
-    def move_terminal(self, source: str, target: str, terminal_id: str,
-                      runner_id: str | None) -> None:
+    def move_terminal(
+        self, source: str, target: str, terminal_id: str, runner_id: str | None
+    ) -> None:
         """The terminal leaves `source`; `target` finds it on `runner_id` (None: on the
         target's own runner, nothing to remember)."""
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("DELETE FROM terminal_moves WHERE session_id = ? AND terminal_id = ?",
-                             (source, terminal_id))
+            self._db.execute(
+                "DELETE FROM terminal_moves WHERE session_id = ? AND terminal_id = ?",
+                (source, terminal_id),
+            )
             if runner_id is not None:
-                self._db.execute("INSERT OR REPLACE INTO terminal_moves VALUES (?, ?, ?)",
-                                 (target, terminal_id, runner_id))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO terminal_moves VALUES (?, ?, ?)",
+                    (target, terminal_id, runner_id),
+                )
 
     def forget_move(self, session_id: str, terminal_id: str) -> None:
         with self._db:
-            self._db.execute("DELETE FROM terminal_moves WHERE session_id = ? AND terminal_id = ?",
-                             (session_id, terminal_id))
+            self._db.execute(
+                "DELETE FROM terminal_moves WHERE session_id = ? AND terminal_id = ?",
+                (session_id, terminal_id),
+            )
 
 
 def _host_row(r: tuple) -> dict:
     return {
-        "id": r[0], "owner": r[1], "machine_id": r[2], "name": r[3], "platform": r[4],
-        "registered_at": r[5], "last_seen_at": r[6], "info": json.loads(r[7]),
+        "id": r[0],
+        "owner": r[1],
+        "machine_id": r[2],
+        "name": r[3],
+        "platform": r[4],
+        "registered_at": r[5],
+        "last_seen_at": r[6],
+        "info": json.loads(r[7]),
     }

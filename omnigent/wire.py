@@ -48,8 +48,14 @@ KEY_REFUSED_STATUS = 403  # a data path's answer, empty-bodied, to a request wit
 HOST_ERROR_STATUS = 400  # a host's data path: `{"error_class", "code", "message"}` follows
 
 # Plain HTTP errors Starlette raises itself (no route, wrong method…), by status.
-HTTP_CODES = {400: "invalid_request", 401: "unauthenticated", 403: "forbidden",
-              404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
 
 
 def _lookup(table: dict[type[e.OmnigentError], int], exc: e.OmnigentError, default: int) -> int:
@@ -78,7 +84,15 @@ def error_json(exc: e.OmnigentError) -> bytes:
 async def send_error(send, exc: e.OmnigentError, headers: list | None = None) -> None:
     """Answer an HTTP request from raw ASGI code with the contract's error body."""
     body = error_json(exc)
-    await send({"type": "http.response.start", "status": status_for(exc), "headers": [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()), *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status_for(exc),
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

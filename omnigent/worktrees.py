@@ -24,7 +24,10 @@ class Worktree:
 
 def _git(cwd: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["git", "-C", cwd, *args], capture_output=True, text=True, timeout=30,
+        ["git", "-C", cwd, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
         env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
     )
 

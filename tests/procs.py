@@ -64,8 +64,13 @@ class Proc:
         self.name = name
         self.lines: list[str] = []
         self.popen = subprocess.Popen(
-            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+            argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -89,7 +94,8 @@ class Proc:
                     raise RuntimeError(f"{self.name} exited:\n" + "\n".join(self.lines[-40:]))
             if time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"{self.name}: no {pattern!r} in:\n" + "\n".join(self.lines[-40:]))
+                    f"{self.name}: no {pattern!r} in:\n" + "\n".join(self.lines[-40:])
+                )
             time.sleep(0.05)
 
     def signal_group(self, sig: int) -> None:
@@ -113,28 +119,43 @@ class Proc:
 
 
 class Server:
-    def __init__(self, home: str | None = None, port: int | None = None,
-                 env: dict | None = None) -> None:
+    def __init__(
+        self, home: str | None = None, port: int | None = None, env: dict | None = None
+    ) -> None:
         self.env = env or {}
         self.home = home or make_home("server")
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: Proc | None = None
 
-    def start(self, timeout: float = 180, address: str | None = None,
-              node_ip: str = SERVER_IP) -> Server:
+    def start(
+        self, timeout: float = 180, address: str | None = None, node_ip: str = SERVER_IP
+    ) -> Server:
         t0 = time.monotonic()
         attach = ["--address", address] if address else []
-        self.proc = Proc([str(BIN / "omnigent"), "serve", "--port", str(self.port),
-                          "--node-ip-address", node_ip, *attach],
-                         base_env(self.home, **self.env), "server")
+        self.proc = Proc(
+            [
+                str(BIN / "omnigent"),
+                "serve",
+                "--port",
+                str(self.port),
+                "--node-ip-address",
+                node_ip,
+                *attach,
+            ],
+            base_env(self.home, **self.env),
+            "server",
+        )
         if address:
             self.proc.wait_for(r"the server keeps running", timeout)
             self.token = Path(self.home, ".omnigent", "token").read_text().strip()
         else:
             self.token = self.proc.wait_for(r"^(omg_\S+)$", timeout).group(1)
-        join = self.proc.wait_for(r"RAY_AUTH_MODE=token RAY_AUTH_TOKEN=(\S+) "
-                                  r"OMNIGENT_JOIN=(\S+) ray start --address=(\S+)", 5)
+        join = self.proc.wait_for(
+            r"RAY_AUTH_MODE=token RAY_AUTH_TOKEN=(\S+) "
+            r"OMNIGENT_JOIN=(\S+) ray start --address=(\S+)",
+            5,
+        )
         self.ray_token, self.join_key, self.ray_address = join.groups()
         self.host_id = self.proc.wait_for(r"host (host_\w+) online", 5).group(1)
         self.start_seconds = time.monotonic() - t0
@@ -145,8 +166,13 @@ class Server:
         return re.search(r"OMNIGENT_JOIN=(\S+)", out).group(1)
 
     def cli(self, *args: str, check: bool = True) -> str:
-        out = subprocess.run([str(BIN / "omnigent"), *args], env=base_env(self.home),
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [str(BIN / "omnigent"), *args],
+            env=base_env(self.home),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if check and out.returncode != 0:
             raise RuntimeError(f"omnigent {' '.join(args)}: {out.stdout}{out.stderr}")
         return out.stdout
@@ -156,8 +182,13 @@ class Server:
             self.proc.stop(signal.SIGTERM, timeout=60)
 
     def create_token(self, user: str) -> str:
-        out = subprocess.run([str(BIN / "omnigent"), "token", "create", user],
-                             env=base_env(self.home), capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [str(BIN / "omnigent"), "token", "create", user],
+            env=base_env(self.home),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return out.stdout.strip().splitlines()[-1]
 
     def client(self, token: str | None) -> httpx.Client:
@@ -167,8 +198,14 @@ class Server:
 
 def _free_ports() -> list[str]:
     """Explicit free ports: Ray's fixed defaults collide when nodes share a machine."""
-    names = ["node-manager-port", "object-manager-port", "metrics-export-port",
-             "dashboard-agent-grpc-port", "dashboard-agent-listen-port", "runtime-env-agent-port"]
+    names = [
+        "node-manager-port",
+        "object-manager-port",
+        "metrics-export-port",
+        "dashboard-agent-grpc-port",
+        "dashboard-agent-listen-port",
+        "runtime-env-agent-port",
+    ]
     return [f"--{name}={free_port()}" for name in names]
 
 
@@ -182,15 +219,32 @@ class RayHead:
         self.token_file = Path(home, "ray_token")
         self.token_file.write_text(secrets.token_hex(32))
         self.token_file.chmod(0o600)
-        env = base_env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(self.token_file),
-                       RAY_health_check_period_ms="1000",
-                       RAY_health_check_timeout_ms="1000", RAY_health_check_failure_threshold="3",
-                       RAY_health_check_initial_delay_ms="1000")
-        self.proc = Proc([str(BIN / "ray"), "start", "--head", f"--port={self.port}",
-                          f"--node-ip-address={ip}", "--block", "--num-cpus=2",
-                          "--include-dashboard=false", "--disable-usage-stats",
-                          f"--object-store-memory={100 * 2**20}", *_free_ports()],
-                         env, f"head {ip}")
+        env = base_env(
+            home,
+            RAY_AUTH_MODE="token",
+            RAY_AUTH_TOKEN_PATH=str(self.token_file),
+            RAY_health_check_period_ms="1000",
+            RAY_health_check_timeout_ms="1000",
+            RAY_health_check_failure_threshold="3",
+            RAY_health_check_initial_delay_ms="1000",
+        )
+        self.proc = Proc(
+            [
+                str(BIN / "ray"),
+                "start",
+                "--head",
+                f"--port={self.port}",
+                f"--node-ip-address={ip}",
+                "--block",
+                "--num-cpus=2",
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+                f"--object-store-memory={100 * 2**20}",
+                *_free_ports(),
+            ],
+            env,
+            f"head {ip}",
+        )
         self.proc.wait_for(r"Ray runtime started|--block", 90)
 
     def kill(self) -> None:
@@ -206,9 +260,16 @@ class RayNode:
     machine and a session dir race for the same socket names when started at once.
     """
 
-    def __init__(self, server: Server, ip: str, home: str | None = None,
-                 env: dict | None = None, join_key: str | None = "admin",
-                 ray_token: str | None = "server", name: str | None = None) -> None:
+    def __init__(
+        self,
+        server: Server,
+        ip: str,
+        home: str | None = None,
+        env: dict | None = None,
+        join_key: str | None = "admin",
+        ray_token: str | None = "server",
+        name: str | None = None,
+    ) -> None:
         self.ip = ip
         self.home = home or make_home(f"node-{ip}")
         self.machine_id = secrets.token_hex(16)  # as `omnigent.machine` would make it
@@ -227,10 +288,20 @@ class RayNode:
         extra["OMNIGENT_HOST_NAME"] = name or f"node-{ip}"
         extra.update(env or {})
         self.started_at = time.monotonic()
-        self.proc = Proc([str(BIN / "ray"), "start", f"--address={server.ray_address}",
-                          f"--node-ip-address={ip}", "--block", "--num-cpus=2",
-                          "--disable-usage-stats", *_free_ports()],
-                         base_env(self.home, **extra), f"node {ip}")
+        self.proc = Proc(
+            [
+                str(BIN / "ray"),
+                "start",
+                f"--address={server.ray_address}",
+                f"--node-ip-address={ip}",
+                "--block",
+                "--num-cpus=2",
+                "--disable-usage-stats",
+                *_free_ports(),
+            ],
+            base_env(self.home, **extra),
+            f"node {ip}",
+        )
 
     @property
     def host_id(self) -> str:
@@ -262,16 +333,27 @@ class RayNode:
 class HostCommand:
     """`omnigent host` for a machine (a HOME): joins through the API and supervises."""
 
-    def __init__(self, server: Server, token: str, node_ip: str, home: str,
-                 ray_token: str | None = None) -> None:
+    def __init__(
+        self, server: Server, token: str, node_ip: str, home: str, ray_token: str | None = None
+    ) -> None:
         self.home = home
         token_file = Path(home, "api_token")
         token_file.write_text(token)
         token_file.chmod(0o600)
         env = base_env(home, RAY_AUTH_TOKEN=ray_token or server.ray_token)
-        self.proc = Proc([str(BIN / "omnigent"), "host", server.url, "--token-file",
-                          str(token_file), "--node-ip-address", node_ip],
-                         env, f"host command {node_ip}")
+        self.proc = Proc(
+            [
+                str(BIN / "omnigent"),
+                "host",
+                server.url,
+                "--token-file",
+                str(token_file),
+                "--node-ip-address",
+                node_ip,
+            ],
+            env,
+            f"host command {node_ip}",
+        )
 
     def wait_registered(self, timeout: float = 90) -> str:
         return self.proc.wait_for(r"registered as host (host_\w+)", timeout).group(1)

@@ -36,12 +36,14 @@ def create_app() -> FastAPI:
     async def healthz() -> dict:
         return {"ok": True}
 
-    @app.get("/v1/cluster", response_model=ClusterInfo, tags=["cluster"],
-             responses=error_responses(503))
+    @app.get(
+        "/v1/cluster", response_model=ClusterInfo, tags=["cluster"], responses=error_responses(503)
+    )
     async def cluster(request: Request):
         """What a machine needs to join this server's Ray cluster as the caller's host:
         the Ray address and the caller's join key (`omnigent host` uses it)."""
-        return Json(await request.app.state.omnigent.control.cluster_info.remote(
-            request.state.user))
+        return Json(
+            await request.app.state.omnigent.control.cluster_info.remote(request.state.user)
+        )
 
     return app

@@ -54,8 +54,8 @@ class AppState:
 
     async def start(self) -> None:
         self.http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
-            auto_decompress=False)
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60), auto_decompress=False
+        )
         self._apply(*await self.control.watch_hosts.remote(-1, 0))
         self._task = asyncio.get_running_loop().create_task(self._follow_hosts())
         self._token_task = asyncio.get_running_loop().create_task(self._follow_tokens())
@@ -87,7 +87,8 @@ class AppState:
         while True:
             try:
                 version = await self.control.watch_tokens.remote(
-                    -2 if self.token_version is None else self.token_version)
+                    -2 if self.token_version is None else self.token_version
+                )
             except Exception:  # noqa: BLE001 - control restarting: trust no cached token
                 self._tokens.clear()
                 self.token_version = None
@@ -151,7 +152,6 @@ class AppState:
                     raise HostOffline() from None
         raise HostOffline()
 
-
     # runners ----------------------------------------------------------------------
     async def runner_link(self, user: str, session_id: str, fresh: bool = False) -> RunnerLink:
         """The data path of the live runner of a session the user owns (cached; a link
@@ -160,16 +160,21 @@ class AppState:
         if cached is not None and cached[0] == user and not fresh:
             return cached[1]
         timeout = self.settings.host_call_timeout_s
-        bound = await call(self.control.session_runner.remote(user, session_id),
-                           timeout=timeout, unreachable=ControlUnavailable)
+        bound = await call(
+            self.control.session_runner.remote(user, session_id),
+            timeout=timeout,
+            unreachable=ControlUnavailable,
+        )
+
         def gone() -> RunnerUnavailable:
             return RunnerUnavailable("the session's runner is gone")
 
         handle = get_named(bound["runner_id"], self.settings.namespace)
         if handle is None:
             raise gone()
-        path = await call(handle.data_path.remote(), timeout=timeout, unreachable=gone,
-                          timeout_error=gone)
+        path = await call(
+            handle.data_path.remote(), timeout=timeout, unreachable=gone, timeout_error=gone
+        )
         link = RunnerLink(bound["runner_id"], bound["host_id"], path["url"], path["key"])
         if len(self._runner_links) > 10_000:
             self._runner_links.clear()
@@ -181,40 +186,63 @@ class AppState:
         cached = self._links_by_runner.get(runner_id)
         if cached is not None:
             return cached
+
         def gone() -> RunnerUnavailable:
             return RunnerUnavailable("the terminal's runner is gone")
 
         handle = get_named(runner_id, self.settings.namespace)
         if handle is None:
             raise gone()
-        path = await call(handle.data_path.remote(), timeout=self.settings.host_call_timeout_s,
-                          unreachable=gone, timeout_error=gone)
-        link = self._links_by_runner[runner_id] = RunnerLink(runner_id, host_id, path["url"],
-                                                             path["key"])
+        path = await call(
+            handle.data_path.remote(),
+            timeout=self.settings.host_call_timeout_s,
+            unreachable=gone,
+            timeout_error=gone,
+        )
+        link = self._links_by_runner[runner_id] = RunnerLink(
+            runner_id, host_id, path["url"], path["key"]
+        )
         return link
 
-    async def forward_via(self, link: RunnerLink, method: str, raw_path: str, query: str = "",
-                          body: bytes = b"", content_type: str | None = None,
-                          headers: dict | None = None, timeout: float = 60
-                          ) -> tuple[int, bytes, dict[str, str]]:
+    async def forward_via(
+        self,
+        link: RunnerLink,
+        method: str,
+        raw_path: str,
+        query: str = "",
+        body: bytes = b"",
+        content_type: str | None = None,
+        headers: dict | None = None,
+        timeout: float = 60,
+    ) -> tuple[int, bytes, dict[str, str]]:
         """One request to a given runner (no retry: the caller looked the link up)."""
         try:
-            return await self._forward(link, method, raw_path, query, body, content_type,
-                                       timeout, headers)
+            return await self._forward(
+                link, method, raw_path, query, body, content_type, timeout, headers
+            )
         except RunnerLinkDown:
             self._links_by_runner.pop(link.runner_id, None)
             raise RunnerUnavailable("the terminal's runner is not reachable") from None
 
-    async def forward_to_runner(self, user: str, session_id: str, method: str, raw_path: str,
-                                query: str, body: bytes, content_type: str | None,
-                                timeout: float) -> tuple[int, bytes, dict[str, str]]:
+    async def forward_to_runner(
+        self,
+        user: str,
+        session_id: str,
+        method: str,
+        raw_path: str,
+        query: str,
+        body: bytes,
+        content_type: str | None,
+        timeout: float,
+    ) -> tuple[int, bytes, dict[str, str]]:
         """Send a resource request to the session's runner; one retry on a fresh link
         when the runner surely never saw it, or the method is idempotent."""
         link = await self.runner_link(user, session_id)
         for attempt in (1, 2):
             try:
-                return await self._forward(link, method, raw_path, query, body, content_type,
-                                           timeout)
+                return await self._forward(
+                    link, method, raw_path, query, body, content_type, timeout
+                )
             except RunnerLinkDown as down:
                 self._runner_links.pop(session_id, None)
                 if attempt == 2 or not (down.unsent or method in IDEMPOTENT):
@@ -222,8 +250,17 @@ class AppState:
                 link = await self.runner_link(user, session_id, fresh=True)
         raise AssertionError("unreachable")
 
-    async def _forward(self, link: RunnerLink, method, raw_path, query, body, content_type,
-                       timeout: float, headers: dict | None = None):
+    async def _forward(
+        self,
+        link: RunnerLink,
+        method,
+        raw_path,
+        query,
+        body,
+        content_type,
+        timeout: float,
+        headers: dict | None = None,
+    ):
         deadlines = self._in_flight.setdefault(link.host_id, set())
         if self.hosts.get(link.host_id, {}).get("status") != "online":
             # no watch on an offline host: a frozen machine must not hold the caller long
@@ -231,8 +268,9 @@ class AppState:
         try:
             async with asyncio.timeout(timeout) as deadline:
                 deadlines.add(deadline)
-                return await link.forward(self.http, method, raw_path, query, body,
-                                          content_type, headers)
+                return await link.forward(
+                    self.http, method, raw_path, query, body, content_type, headers
+                )
         except TimeoutError:
             if self.hosts.get(link.host_id, {}).get("status") != "online":
                 raise RunnerUnavailable("the runner's host went offline") from None

@@ -37,16 +37,25 @@ TAGS = [
     {"name": "sessions", "description": "Sessions and the runners bound to them."},
     {"name": "resources", "description": "Every resource of a session, by id."},
     {"name": "files", "description": "Files uploaded to a session (kept on the server)."},
-    {"name": "terminals", "description": "Interactive terminals on the session's host; "
-     "attach over the WebSocket described above."},
-    {"name": "environments", "description": "The session's workspace on its host: "
-     "browse, read, write, edit, delete, changes, diff, search, shell."},
+    {
+        "name": "terminals",
+        "description": "Interactive terminals on the session's host; "
+        "attach over the WebSocket described above.",
+    },
+    {
+        "name": "environments",
+        "description": "The session's workspace on its host: "
+        "browse, read, write, edit, delete, changes, diff, search, shell.",
+    },
     {"name": "cluster", "description": "Joining the server's Ray cluster."},
 ]
 
 
-async def _session_path(session_id: Annotated[str, Path(
-        description="The session (`conv_…`).", examples=["conv_3fa9c2d1e4b5"])]) -> None:
+async def _session_path(
+    session_id: Annotated[
+        str, Path(description="The session (`conv_…`).", examples=["conv_3fa9c2d1e4b5"])
+    ],
+) -> None:
     """Declares the path parameter the runner's routes get from the API's prefix."""
 
 
@@ -62,23 +71,38 @@ def _runner_routes(served: set[tuple[str, str]]) -> list[APIRoute]:
         if {(prefix + route.path, m.lower()) for m in methods} & served:
             continue
         docs.add_api_route(
-            prefix + route.path, route.endpoint, methods=list(methods),
-            response_model=route.response_model, status_code=route.status_code,
-            tags=route.tags, description=route.description, name=route.name,
+            prefix + route.path,
+            route.endpoint,
+            methods=list(methods),
+            response_model=route.response_model,
+            status_code=route.status_code,
+            tags=route.tags,
+            description=route.description,
+            name=route.name,
             dependencies=[Depends(_session_path), *route.dependencies],
-            responses={**error_responses(401, 409, 503, 504), **route.responses})
+            responses={**error_responses(401, 409, 503, 504), **route.responses},
+        )
     return list(docs.routes)  # type: ignore[arg-type]
 
 
 def openapi_document(app: FastAPI) -> dict[str, Any]:
     own = get_openapi(title="omnigent-on-ray", version=__version__, routes=app.routes)
     served = {(path, method) for path, ops in own["paths"].items() for method in ops}
-    schema = get_openapi(title="omnigent-on-ray", version=__version__,
-                         openapi_version="3.1.0", description=DESCRIPTION, tags=TAGS,
-                         routes=[*app.routes, *_runner_routes(served)])
+    schema = get_openapi(
+        title="omnigent-on-ray",
+        version=__version__,
+        openapi_version="3.1.0",
+        description=DESCRIPTION,
+        tags=TAGS,
+        routes=[*app.routes, *_runner_routes(served)],
+    )
     schema.setdefault("components", {})["securitySchemes"] = {
-        "bearerAuth": {"type": "http", "scheme": "bearer",
-                       "description": "A token from `omnigent token create USER`."}}
+        "bearerAuth": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A token from `omnigent token create USER`.",
+        }
+    }
     schema["security"] = [{"bearerAuth": []}]
     _errors_everywhere(schema)
     return schema
@@ -87,17 +111,22 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
 def _errors_everywhere(schema: dict[str, Any]) -> None:
     """What every `/v1` operation can answer: 401 (the auth middleware runs first), and
     422 in the contract's body rather than FastAPI's default validation schema."""
-    error_ref = {"content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+    error_ref = {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    }
     for path, ops in schema["paths"].items():
         for op in ops.values():
             responses = op.setdefault("responses", {})
             if path.startswith("/v1/"):
-                responses.setdefault("401", {"description": "Missing or invalid bearer token",
-                                             **error_ref})
+                responses.setdefault(
+                    "401", {"description": "Missing or invalid bearer token", **error_ref}
+                )
             if "422" in responses:
-                responses["422"] = {"description": "The request does not fit the schema "
-                                    "(`error.code`: `validation_error`)", **error_ref}
+                responses["422"] = {
+                    "description": "The request does not fit the schema "
+                    "(`error.code`: `validation_error`)",
+                    **error_ref,
+                }
     for name in ("HTTPValidationError", "ValidationError"):
         schema["components"]["schemas"].pop(name, None)
 

@@ -23,13 +23,15 @@ class HostLink:
     url: str
     key: str
 
-    async def list_directory(self, session: aiohttp.ClientSession, timeout: float,
-                             **query) -> bytes:
+    async def list_directory(
+        self, session: aiohttp.ClientSession, timeout: float, **query
+    ) -> bytes:
         params = {k: str(v) for k, v in query.items() if v is not None}
         try:
             async with asyncio.timeout(timeout):
-                async with session.get(f"{self.url}/fs", params=params,
-                                       headers={KEY_HEADER: self.key}) as resp:
+                async with session.get(
+                    f"{self.url}/fs", params=params, headers={KEY_HEADER: self.key}
+                ) as resp:
                     body = await resp.read()
                     status = resp.status
         except TimeoutError:
@@ -51,5 +53,3 @@ def _host_error(body: bytes) -> OmnigentError:
     if not (isinstance(cls, type) and issubclass(cls, OmnigentError)):
         cls = OmnigentError
     return cls(data["message"], data["code"])
-
-

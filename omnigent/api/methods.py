@@ -14,7 +14,7 @@ _PARAM = re.compile(r"\{([^}]+)\}")
 def _regex(template: str) -> re.Pattern[str]:
     out, last = [], 0
     for m in _PARAM.finditer(template):
-        out.append(re.escape(template[last:m.start()]))
+        out.append(re.escape(template[last : m.start()]))
         out.append(".*" if m.group(1) == "path" else "[^/]+")  # `{path}`: a path converter
         last = m.end()
     out.append(re.escape(template[last:]))
@@ -23,8 +23,9 @@ def _regex(template: str) -> re.Pattern[str]:
 
 class DocumentedMethods:
     def __init__(self, paths: dict[str, dict[str, Any]]) -> None:
-        self._routes = [(_regex(template), frozenset(m.upper() for m in ops))
-                        for template, ops in paths.items()]
+        self._routes = [
+            (_regex(template), frozenset(m.upper() for m in ops)) for template, ops in paths.items()
+        ]
 
     def allowed(self, path: str) -> frozenset[str]:
         """Every method some documented operation takes on `path` (empty: none)."""
@@ -55,5 +56,8 @@ def method_not_allowed(app: Any, path: str, fallback: str | None = None):
 
     methods = documented_methods(app).allowed(path)
     allow = DocumentedMethods.allow_header(methods) if methods else fallback
-    return JSONResponse(wire.error_body("method_not_allowed", "method not allowed here"), 405,
-                        headers={"Allow": allow} if allow else None)
+    return JSONResponse(
+        wire.error_body("method_not_allowed", "method not allowed here"),
+        405,
+        headers={"Allow": allow} if allow else None,
+    )

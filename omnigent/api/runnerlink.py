@@ -29,9 +29,16 @@ class RunnerLink:
     url: str
     key: str
 
-    async def forward(self, http: aiohttp.ClientSession, method: str, raw_path: str,
-                      query: str, body: bytes, content_type: str | None,
-                      extra_headers: dict | None = None) -> tuple[int, bytes, dict[str, str]]:
+    async def forward(
+        self,
+        http: aiohttp.ClientSession,
+        method: str,
+        raw_path: str,
+        query: str,
+        body: bytes,
+        content_type: str | None,
+        extra_headers: dict | None = None,
+    ) -> tuple[int, bytes, dict[str, str]]:
         """The runner's status, body and the headers that matter to the client
         (Content-Type; Allow on a 405)."""
         url = URL(f"{self.url}{raw_path}{'?' + query if query else ''}", encoded=True)
@@ -45,8 +52,11 @@ class RunnerLink:
                     raise RunnerLinkDown(unsent=True)
                 if resp.status == KEY_REFUSED_STATUS and not data:
                     raise RunnerLinkDown(unsent=True)  # key refused: a new runner answers there
-                return resp.status, data, {k: resp.headers[k] for k in PASSED_ON
-                                           if k in resp.headers}
+                return (
+                    resp.status,
+                    data,
+                    {k: resp.headers[k] for k in PASSED_ON if k in resp.headers},
+                )
         except aiohttp.ClientConnectorError:
             raise RunnerLinkDown(unsent=True) from None
         except aiohttp.ClientError:

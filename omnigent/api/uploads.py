@@ -43,8 +43,12 @@ class Staged:
     sha256: str
 
     def meta(self) -> dict:
-        return {"filename": self.filename, "bytes": self.bytes,
-                "content_type": self.content_type, "sha256": self.sha256}
+        return {
+            "filename": self.filename,
+            "bytes": self.bytes,
+            "content_type": self.content_type,
+            "sha256": self.sha256,
+        }
 
 
 class _FilePart:
@@ -66,9 +70,12 @@ class _FilePart:
 
     def callbacks(self) -> MultipartCallbacks:
         return {
-            "on_part_begin": self._part_begin, "on_header_field": self._header_field,
-            "on_header_value": self._header_value, "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished, "on_part_data": self._data,
+            "on_part_begin": self._part_begin,
+            "on_header_field": self._header_field,
+            "on_header_value": self._header_value,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._data,
             "on_part_end": self._part_end,
         }
 
@@ -94,8 +101,7 @@ class _FilePart:
         self.filename = safe_filename(raw_name.decode("utf-8", "replace") if raw_name else None)
         declared = self._headers.get(b"content-type")
         self.declared_type = declared.decode("latin-1") if declared else None
-        self.fd = os.open(self.staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                          0o600)
+        self.fd = os.open(self.staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         self._in_file = True
 
     def _data(self, data: bytes, start: int, end: int) -> None:
@@ -108,7 +114,7 @@ class _FilePart:
         view = memoryview(data)[start:end]
         self.hash.update(view)
         while view:
-            view = view[os.write(self.fd, view):]
+            view = view[os.write(self.fd, view) :]
 
     def _part_end(self) -> None:
         if self._in_file:
@@ -154,6 +160,10 @@ async def receive(request: Request, staging_dir: str, cap: int) -> Staged:
     finally:
         if part.fd is not None:
             os.close(part.fd)
-    return Staged(part.staging, part.filename or "file",
-                  content_type_for(part.declared_type, part.filename or ""), part.size,
-                  part.hash.hexdigest())
+    return Staged(
+        part.staging,
+        part.filename or "file",
+        content_type_for(part.declared_type, part.filename or ""),
+        part.size,
+        part.hash.hexdigest(),
+    )

@@ -29,8 +29,9 @@ def _take(staged: str, path: str) -> None:
 
 
 class Files:
-    def __init__(self, db: StoreThread, sessions: Sessions, clock: Callable[[], float],
-                 files_dir: str) -> None:
+    def __init__(
+        self, db: StoreThread, sessions: Sessions, clock: Callable[[], float], files_dir: str
+    ) -> None:
         self.db = db
         self.sessions = sessions
         self.clock = clock
@@ -44,8 +45,12 @@ class Files:
         (the staged file is gone either way)."""
         try:
             await self.sessions.owned(user, session_id)
-            meta = {**meta, "id": new_id("file"), "session_id": session_id,
-                    "created_at": int(self.clock())}
+            meta = {
+                **meta,
+                "id": new_id("file"),
+                "session_id": session_id,
+                "created_at": int(self.clock()),
+            }
             await asyncio.to_thread(_take, staged, self.path(session_id, meta["id"]))
         except BaseException:
             _unlink(staged)
@@ -63,12 +68,25 @@ class Files:
         await self.sessions.owned(user, session_id)
         return await self._meta(session_id, file_id)
 
-    async def list(self, user: str, session_id: str, limit: int, after: str | None,
-                   before: str | None, order: str) -> dict:
+    async def list(
+        self,
+        user: str,
+        session_id: str,
+        limit: int,
+        after: str | None,
+        before: str | None,
+        order: str,
+    ) -> dict:
         await self.sessions.owned(user, session_id)
         files = await self.db(self.db.store.files_of, session_id)
-        page = paginate_by_key(files, key=lambda f: f["id"], limit=limit, after=after,
-                               before=before, descending=order == "desc")
+        page = paginate_by_key(
+            files,
+            key=lambda f: f["id"],
+            limit=limit,
+            after=after,
+            before=before,
+            descending=order == "desc",
+        )
         return list_envelope([file_resource(f) for f in page.items], page.has_more)
 
     async def get(self, user: str, session_id: str, file_id: str) -> dict:
@@ -85,11 +103,13 @@ class Files:
     async def remove_all(self, session_id: str) -> None:
         """Every file of a deleted session."""
         await self.db(self.db.store.delete_files_of, session_id)
-        await asyncio.to_thread(shutil.rmtree, os.path.join(self.files_dir, session_id),
-                                ignore_errors=True)
+        await asyncio.to_thread(
+            shutil.rmtree, os.path.join(self.files_dir, session_id), ignore_errors=True
+        )
 
-    async def chunks(self, session_id: str, file_id: str,
-                     chunk: int = 4 * 2**20) -> AsyncIterator[bytes]:
+    async def chunks(
+        self, session_id: str, file_id: str, chunk: int = 4 * 2**20
+    ) -> AsyncIterator[bytes]:
         """The bytes of a session's file, in chunks."""
         await self._meta(session_id, file_id)
         with open(self.path(session_id, file_id), "rb") as f:

@@ -21,8 +21,14 @@ log = logging.getLogger(__name__)
 
 
 class Hosts:
-    def __init__(self, db: StoreThread, clock: Callable[[], float], own_node_id: str,
-                 admin_user: str, secret: bytes) -> None:
+    def __init__(
+        self,
+        db: StoreThread,
+        clock: Callable[[], float],
+        own_node_id: str,
+        admin_user: str,
+        secret: bytes,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.own_node_id = own_node_id
@@ -30,8 +36,8 @@ class Hosts:
         self.secret = secret
         self.hosts: dict[str, dict] = {}
         self.alive_nodes: dict[str, str] = {}  # node id -> its IP, as of the last check
-        self.seen_nodes: set[str] = set()      # nodes probed (or being probed) already
-        self.ready_hosts: set[str] = set()     # hosts whose HostActor answered on their node
+        self.seen_nodes: set[str] = set()  # nodes probed (or being probed) already
+        self.ready_hosts: set[str] = set()  # hosts whose HostActor answered on their node
         self.runner_counts: dict[str, int] = {}
         self.version = Version()
 
@@ -49,12 +55,16 @@ class Hosts:
         info = host["info"]
         online = self.status(host["id"]) == "online"
         return {
-            "id": host["id"], "name": host["name"], "status": "online" if online else "offline",
-            "platform": host["platform"], "registered_at": host["registered_at"],
+            "id": host["id"],
+            "name": host["name"],
+            "status": "online" if online else "offline",
+            "platform": host["platform"],
+            "registered_at": host["registered_at"],
             "runner_count": self.runner_counts.get(host["id"], 0),
             "owner": host["owner"],
             "last_seen_at": int(self.clock()) if online else host["last_seen_at"],
-            "cpus": info.get("cpus"), "memory_bytes": info.get("memory_bytes"),
+            "cpus": info.get("cpus"),
+            "memory_bytes": info.get("memory_bytes"),
         }
 
     def owned(self, user: str, host_id: str) -> dict:
@@ -70,8 +80,10 @@ class Hosts:
     def own_online(self) -> dict | None:
         """The server's own node's host, if it is online (public form)."""
         for host in self.hosts.values():
-            if host["info"].get("node_id") == self.own_node_id and \
-                    self.status(host["id"]) == "online":
+            if (
+                host["info"].get("node_id") == self.own_node_id
+                and self.status(host["id"]) == "online"
+            ):
                 return self.public(host)
         return None
 
@@ -81,8 +93,10 @@ class Hosts:
     async def watch(self, known: int, wait_s: float) -> tuple[int, list]:
         """Long-poll: the host table once its version differs from `known`."""
         version = await self.version.wait_past(known, wait_s)
-        return version, [{"host": self.public(h), "node_id": h["info"].get("node_id")}
-                         for h in self.hosts.values()]
+        return version, [
+            {"host": self.public(h), "node_id": h["info"].get("node_id")}
+            for h in self.hosts.values()
+        ]
 
     # nodes and enrollment ----------------------------------------------------------
     async def nodes_alive(self, alive: dict[str, str]) -> list[tuple[str, str]]:
@@ -112,20 +126,27 @@ class Hosts:
             return self.admin_user
         owner = join_key_owner(self.secret, about.get("join_key"))
         if owner is None and about.get("join_key"):
-            log.warning("node %s joined with a join key this server did not issue; it is not "
-                        "a host", node_id)
+            log.warning(
+                "node %s joined with a join key this server did not issue; it is not a host",
+                node_id,
+            )
         return owner
 
     async def record(self, owner: str, node_id: str, node_ip: str, about: dict) -> dict:
         """The host of (owner, machine) in the store, now on `node_id`."""
         fields = {
-            "name": about["name"], "platform": about["platform"],
-            "info": {"node_id": node_id, "node_ip": node_ip, "home": about["home"],
-                     "cpus": about["cpus"], "memory_bytes": about["memory_bytes"]},
+            "name": about["name"],
+            "platform": about["platform"],
+            "info": {
+                "node_id": node_id,
+                "node_ip": node_ip,
+                "home": about["home"],
+                "cpus": about["cpus"],
+                "memory_bytes": about["memory_bytes"],
+            },
         }
         host_id = host_id_for(owner, about["machine_id"])
-        return await self.db(self.db.store.upsert_host, owner, about["machine_id"], host_id,
-                             fields)
+        return await self.db(self.db.store.upsert_host, owner, about["machine_id"], host_id, fields)
 
     def ready(self, host: dict, node_id: str) -> None:
         """The host's HostActor answered on its node: online while the node lives."""

@@ -11,8 +11,16 @@ from omnigent.control.sessions import LIVE, Sessions
 from omnigent.errors import AlreadyBound, RunnerNotBound, RunnerNotFound, RunnerUnavailable
 from omnigent.store import Store
 
-RUNNER_FIELDS = ("runner_id", "session_id", "host_id", "status", "started_at", "node_id",
-                 "pid", "cwd")
+RUNNER_FIELDS = (
+    "runner_id",
+    "session_id",
+    "host_id",
+    "status",
+    "started_at",
+    "node_id",
+    "pid",
+    "cwd",
+)
 
 
 def _hash(secret: str) -> str:
@@ -20,8 +28,13 @@ def _hash(secret: str) -> str:
 
 
 class Runners:
-    def __init__(self, db: StoreThread, sessions: Sessions, clock: Callable[[], float],
-                 count: Callable[[str, int], None]) -> None:
+    def __init__(
+        self,
+        db: StoreThread,
+        sessions: Sessions,
+        clock: Callable[[], float],
+        count: Callable[[str, int], None],
+    ) -> None:
         """`count(host_id, ±1)` is told each runner that starts and ends on a host."""
         self.db = db
         self.sessions = sessions
@@ -35,16 +48,26 @@ class Runners:
     async def live(self) -> list[dict]:
         return await self.db(self.store.live_runners)
 
-    async def bind(self, session_id: str, runner_id: str, binding_token: str,
-                   fields: dict) -> None:
+    async def bind(self, session_id: str, runner_id: str, binding_token: str, fields: dict) -> None:
         fields = {**fields, "_binding": _hash(binding_token), "updated_at": int(self.clock())}
         if await self.db(self.store.bind_runner, session_id, runner_id, fields) is None:
             raise AlreadyBound("the session already has a runner bound")
 
     async def unbind(self, session_id: str, runner_id: str) -> None:
-        await self.db(self.store.update_session_if_runner, session_id, runner_id, {
-            "runner_id": None, "host_id": None, "workspace": None, "git_branch": None,
-            "status": "idle", "_binding": None, "updated_at": int(self.clock())})
+        await self.db(
+            self.store.update_session_if_runner,
+            session_id,
+            runner_id,
+            {
+                "runner_id": None,
+                "host_id": None,
+                "workspace": None,
+                "git_branch": None,
+                "status": "idle",
+                "_binding": None,
+                "updated_at": int(self.clock()),
+            },
+        )
 
     async def started(self, session_id: str, info: dict) -> dict:
         """The host acknowledged the launch; the runner presented its binding token.
@@ -58,15 +81,27 @@ class Runners:
             if session is None or session.get("_binding") != _hash(token):
                 raise AlreadyBound("the runner's binding token does not match its session")
             runner = {
-                "runner_id": info["runner_id"], "session_id": session_id,
-                "owner": session["owner"], "host_id": info["host_id"], "status": "running",
-                "started_at": info["started_at"], "node_id": info["node_id"],
-                "pid": info["pid"], "cwd": info["cwd"],
+                "runner_id": info["runner_id"],
+                "session_id": session_id,
+                "owner": session["owner"],
+                "host_id": info["host_id"],
+                "status": "running",
+                "started_at": info["started_at"],
+                "node_id": info["node_id"],
+                "pid": info["pid"],
+                "cwd": info["cwd"],
             }
             store.put_runner(runner)
-            store.update_session_if_runner(session_id, runner["runner_id"], {
-                "status": "running", "workspace": info["workspace"],
-                "git_branch": info["git_branch"], "updated_at": now})
+            store.update_session_if_runner(
+                session_id,
+                runner["runner_id"],
+                {
+                    "status": "running",
+                    "workspace": info["workspace"],
+                    "git_branch": info["git_branch"],
+                    "updated_at": now,
+                },
+            )
             return runner
 
         runner = await self.db(record, self.store)
@@ -88,8 +123,9 @@ class Runners:
                 return None
             runner["status"] = status
             store.put_runner(runner)
-            store.update_session_if_runner(runner["session_id"], runner_id,
-                                           {"status": status, "updated_at": now})
+            store.update_session_if_runner(
+                runner["session_id"], runner_id, {"status": status, "updated_at": now}
+            )
             return runner
 
         runner = await self.db(end, self.store)
@@ -104,8 +140,7 @@ class Runners:
         if not session["runner_id"]:
             raise RunnerNotBound("the session has no runner bound; launch one first")
         if session["status"] != "running":
-            raise RunnerUnavailable(
-                f"the session's runner is not available ({session['status']})")
+            raise RunnerUnavailable(f"the session's runner is not available ({session['status']})")
         return {"runner_id": session["runner_id"], "host_id": session["host_id"]}
 
     async def get(self, user: str, runner_id: str) -> dict:

@@ -23,8 +23,7 @@ LIVE = ("launching", "running")
 
 
 def agent_id(agent: dict | None) -> str:
-    canonical = json.dumps(agent or {}, sort_keys=True, separators=(",", ":"),
-                           ensure_ascii=False)
+    canonical = json.dumps(agent or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "ag_" + hashlib.sha256(canonical.encode()).hexdigest()[:20]
 
 
@@ -64,10 +63,18 @@ class Sessions:
         """A new idle session (stored; the public form is `get`'s)."""
         now = int(self.clock())
         session = {
-            "id": new_id("conv"), "object": "session", "title": body.get("title"),
-            "owner": user, "agent": body["agent"], "host_id": None, "runner_id": None,
-            "workspace": None, "git_branch": None, "status": "idle",
-            "created_at": now, "updated_at": now,
+            "id": new_id("conv"),
+            "object": "session",
+            "title": body.get("title"),
+            "owner": user,
+            "agent": body["agent"],
+            "host_id": None,
+            "runner_id": None,
+            "workspace": None,
+            "git_branch": None,
+            "status": "idle",
+            "created_at": now,
+            "updated_at": now,
         }
         await self.db(self.store.put_session, session)
         return session
@@ -78,11 +85,18 @@ class Sessions:
     async def get(self, user: str, session_id: str) -> dict:
         return public_session(await self.owned(user, session_id))
 
-    async def list(self, user: str, limit: int, after: str | None, before: str | None,
-                   order: str) -> dict:
+    async def list(
+        self, user: str, limit: int, after: str | None, before: str | None, order: str
+    ) -> dict:
         sessions = await self.db(self.store.sessions_of, user)
-        page = paginate_by_key(sessions, key=lambda s: s["id"], limit=limit, after=after,
-                               before=before, descending=order == "desc")
+        page = paginate_by_key(
+            sessions,
+            key=lambda s: s["id"],
+            limit=limit,
+            after=after,
+            before=before,
+            descending=order == "desc",
+        )
         return list_envelope([public_session(s) for s in page.items], page.has_more)
 
     async def terminals(self, session_id: str) -> dict:
@@ -100,13 +114,19 @@ class Sessions:
         own = None
         if session["runner_id"] and session["status"] == "running":
             own = {"runner_id": session["runner_id"], "host_id": session["host_id"]}
-        reason = ("runner_not_bound" if not session["runner_id"]
-                  else None if own else "runner_unavailable")
+        reason = (
+            "runner_not_bound"
+            if not session["runner_id"]
+            else None
+            if own
+            else "runner_unavailable"
+        )
         moved = await self.db(_live_moves, self.store, session_id)
         return {"own": own, "reason": reason, "moved_in": moved}
 
-    async def terminal_moved(self, source: str, target: str, terminal_id: str,
-                             runner_id: str) -> None:
+    async def terminal_moved(
+        self, source: str, target: str, terminal_id: str, runner_id: str
+    ) -> None:
         def move(store: Store) -> None:
             target_session = store.get_session(target) or {}
             home = None if target_session.get("runner_id") == runner_id else runner_id

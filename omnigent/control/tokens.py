@@ -40,8 +40,15 @@ def create_token(store: Store, user: str) -> str:
 
 
 def list_tokens(store: Store, user: str | None = None) -> list[dict]:
-    return [{"id": token_id(t["hash"]), "object": "token", "user": t["user"],
-             "created_at": t["created_at"]} for t in store.tokens(user)]
+    return [
+        {
+            "id": token_id(t["hash"]),
+            "object": "token",
+            "user": t["user"],
+            "created_at": t["created_at"],
+        }
+        for t in store.tokens(user)
+    ]
 
 
 def revoke_token(store: Store, tid: str) -> dict:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-JOIN_ENV = "OMNIGENT_JOIN"         # the join key, in the environment of `ray start`
+JOIN_ENV = "OMNIGENT_JOIN"  # the join key, in the environment of `ray start`
 HOST_NAME_ENV = "OMNIGENT_HOST_NAME"  # optional display name of the host (else hostname)
 _MAC_HEX = 32
 

@@ -8,9 +8,13 @@ from urllib.parse import quote
 
 OCTET = "application/octet-stream"
 NAME_BYTES = 255  # what common file systems take for one name
-ENCODED = {"gzip": "application/gzip", "bzip2": "application/x-bzip2",
-           "xz": "application/x-xz", "compress": "application/x-compress",
-           "br": "application/x-brotli"}
+ENCODED = {
+    "gzip": "application/gzip",
+    "bzip2": "application/x-bzip2",
+    "xz": "application/x-xz",
+    "compress": "application/x-compress",
+    "br": "application/x-brotli",
+}
 
 
 def safe_filename(raw: str | None) -> str:
@@ -50,15 +54,18 @@ def content_type_for(declared: str | None, filename: str) -> str:
 
 def content_disposition(filename: str) -> str:
     """`attachment` with an ASCII fallback name and the exact name in RFC 5987 form."""
-    ascii_name = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else "_"
-                         for c in filename)
+    ascii_name = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else "_" for c in filename)
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def file_resource(meta: dict) -> dict:
     return {
-        "id": meta["id"], "object": "session.resource", "type": "file",
-        "session_id": meta["session_id"], "name": meta["filename"],
-        "metadata": {k: meta[k] for k in ("filename", "bytes", "content_type",
-                                          "created_at", "sha256")},
+        "id": meta["id"],
+        "object": "session.resource",
+        "type": "file",
+        "session_id": meta["session_id"],
+        "name": meta["filename"],
+        "metadata": {
+            k: meta[k] for k in ("filename", "bytes", "content_type", "created_at", "sha256")
+        },
     }

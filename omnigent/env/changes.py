@@ -65,10 +65,18 @@ from omnigent.errors import NotChanged
 
 log = logging.getLogger(__name__)
 
+
 class ChangeTracker:
-    def __init__(self, root: str, state_dir: str, *, file_cap: int = FILE_CAP,
-                 pack_cap: int = PACK_CAP, reconcile_s: float = 30.0,
-                 max_files: int = MAX_FILES) -> None:
+    def __init__(
+        self,
+        root: str,
+        state_dir: str,
+        *,
+        file_cap: int = FILE_CAP,
+        pack_cap: int = PACK_CAP,
+        reconcile_s: float = 30.0,
+        max_files: int = MAX_FILES,
+    ) -> None:
         self.root = root
         self.state_dir = state_dir
         self.file_cap = file_cap
@@ -142,8 +150,11 @@ class ChangeTracker:
             self._fd = Watcher()
             self._fd.start()
             self._barrier_wd = self._fd.add_callback(
-                os.fsencode(os.path.join(self.state_dir, "barrier")), BARRIER_MASK, self,
-                CALLBACK_ID)
+                os.fsencode(os.path.join(self.state_dir, "barrier")),
+                BARRIER_MASK,
+                self,
+                CALLBACK_ID,
+            )
         except OSError as exc:  # no inotify instance left: reconcile instead
             log.warning("no filesystem watcher (%s); changes are found by reconcile", exc)
             self._fd = None
@@ -159,8 +170,7 @@ class ChangeTracker:
             wd = self._fd.add_callback(os.fsencode(path), WATCH_MASK, self, CALLBACK_ID)
         except OSError as exc:
             if not self._lost_events:
-                log.warning("cannot watch %s (%s); changes there are found by reconcile",
-                            path, exc)
+                log.warning("cannot watch %s (%s); changes there are found by reconcile", path, exc)
             self._lost_events = True
             return
         with self._lock:
@@ -238,6 +248,7 @@ class ChangeTracker:
 
     def _watch_dir_tree(self, rel: str) -> None:
         found = []
+
         def on_dir(sub: str) -> None:
             self._watch_dir(f"{rel}/{sub}" if sub else rel)
 
@@ -370,11 +381,16 @@ class ChangeTracker:
             if status is None:
                 settled.append((rel, seq))  # as it was at start: no longer dirty
                 continue
-            data.append({
-                "object": ENTRY, "path": rel, "name": rel.rsplit("/", 1)[-1], "status": status,
-                "bytes": st.st_size if st is not None and stat.S_ISREG(st.st_mode) else None,
-                "modified_at": int(st.st_mtime) if st is not None else None,
-            })
+            data.append(
+                {
+                    "object": ENTRY,
+                    "path": rel,
+                    "name": rel.rsplit("/", 1)[-1],
+                    "status": status,
+                    "bytes": st.st_size if st is not None and stat.S_ISREG(st.st_mode) else None,
+                    "modified_at": int(st.st_mtime) if st is not None else None,
+                }
+            )
         if settled:
             with self._lock:  # unless an event marked it again meanwhile
                 for rel, seq in settled:
@@ -407,10 +423,16 @@ class ChangeTracker:
         if st is not None:
             after = read_tracked(os.path.join(self.root, norm), st, READ_CAP, cut=True)
             truncated = truncated or st.st_size > READ_CAP
-        body = {"object": "session.environment.filesystem.file_diff", "path": norm,
-                "status": status, "truncated": truncated}
-        texts = [None if before is None else decode_text(before),
-                 None if after is None else decode_text(after, cut=truncated)]
+        body = {
+            "object": "session.environment.filesystem.file_diff",
+            "path": norm,
+            "status": status,
+            "truncated": truncated,
+        }
+        texts = [
+            None if before is None else decode_text(before),
+            None if after is None else decode_text(after, cut=truncated),
+        ]
         if all(t is not None or b is None for t, b in zip(texts, (before, after), strict=True)):
             body.update(encoding="utf-8", before=texts[0], after=texts[1])
         else:

@@ -69,12 +69,27 @@ def entry(root: str, rel: str, real: str | None = None) -> dict | None:
 
 
 def _entry_dict(rel: str, kind: str, size: int | None, mtime: int | None) -> dict:
-    return {"id": rel, "object": ENTRY, "name": rel.rsplit("/", 1)[-1], "path": rel,
-            "type": kind, "bytes": size, "modified_at": mtime}
+    return {
+        "id": rel,
+        "object": ENTRY,
+        "name": rel.rsplit("/", 1)[-1],
+        "path": rel,
+        "type": kind,
+        "bytes": size,
+        "modified_at": mtime,
+    }
 
 
-def get(root: str, rel: str | None, *, limit: int = 20, after: str | None = None,
-        before: str | None = None, order: str = "desc", cap: int = READ_CAP) -> dict:
+def get(
+    root: str,
+    rel: str | None,
+    *,
+    limit: int = 20,
+    after: str | None = None,
+    before: str | None = None,
+    order: str = "desc",
+    cap: int = READ_CAP,
+) -> dict:
     """A directory's listing or a file's content, whichever the path names."""
     norm, real = resolve(root, rel)
     try:
@@ -88,8 +103,16 @@ def get(root: str, rel: str | None, *, limit: int = 20, after: str | None = None
     return read_file(norm, real, cap)
 
 
-def list_dir(root: str, norm: str, real: str, *, limit: int, after: str | None,
-             before: str | None, order: str) -> dict:
+def list_dir(
+    root: str,
+    norm: str,
+    real: str,
+    *,
+    limit: int,
+    after: str | None,
+    before: str | None,
+    order: str,
+) -> dict:
     """One page of a directory, sorted by name; only the page's entries are stat-ed."""
     if not LIMIT_MIN <= limit <= LIMIT_MAX:
         raise InvalidRequest(f"limit must be between {LIMIT_MIN} and {LIMIT_MAX}")
@@ -101,8 +124,14 @@ def list_dir(root: str, norm: str, real: str, *, limit: int, after: str | None,
         raise _os_error(exc, norm or ".", "list") from None
     prefix = norm + "/" if norm else ""
     keys = sorted((prefix + n for n in names), reverse=order == "desc")
-    page = page_of_keys(keys, lambda key: entry(root, key), limit=limit, after=after,
-                        before=before, descending=order == "desc")
+    page = page_of_keys(
+        keys,
+        lambda key: entry(root, key),
+        limit=limit,
+        after=after,
+        before=before,
+        descending=order == "desc",
+    )
     return list_envelope(page.items, page.has_more)
 
 
@@ -114,13 +143,20 @@ def read_file(norm: str, real: str, cap: int = READ_CAP) -> dict:
     data = data[:cap]
     text = decode_text(data, truncated)
     content_type = mimetypes.guess_type(norm)[0]
-    body = {"object": "session.environment.filesystem.file_content", "path": norm,
-            "bytes": size, "truncated": truncated}
+    body = {
+        "object": "session.environment.filesystem.file_content",
+        "path": norm,
+        "bytes": size,
+        "truncated": truncated,
+    }
     if text is not None:
         body.update(content_type=content_type or "text/plain", encoding="utf-8", content=text)
     else:
-        body.update(content_type=content_type or "application/octet-stream",
-                    encoding="base64", content=base64.b64encode(data).decode())
+        body.update(
+            content_type=content_type or "application/octet-stream",
+            encoding="base64",
+            content=base64.b64encode(data).decode(),
+        )
     return body
 
 
@@ -134,7 +170,7 @@ def decode_text(data: bytes, cut: bool = False) -> str | None:
     except UnicodeDecodeError as exc:
         if cut and exc.reason == "unexpected end of data":
             try:
-                return data[:exc.start].decode()
+                return data[: exc.start].decode()
             except UnicodeDecodeError:
                 return None
         return None
@@ -178,9 +214,14 @@ def write_file(root: str, rel: str | None, data: bytes) -> dict:
     if not inside(root, os.path.realpath(parent)):  # a parent swapped for a symlink meanwhile
         raise InvalidPath(f"path leaves the environment root: {norm}")
     atomic_write(real, data, norm)
-    return {"object": "session.environment.filesystem.write_result",
-            "operation": "created" if created else "updated", "path": norm,
-            "created": created, "bytes_written": len(data), "entry": entry(root, norm)}
+    return {
+        "object": "session.environment.filesystem.write_result",
+        "operation": "created" if created else "updated",
+        "path": norm,
+        "created": created,
+        "bytes_written": len(data),
+        "entry": entry(root, norm),
+    }
 
 
 def atomic_write(real: str, data: bytes, norm: str) -> None:
@@ -196,12 +237,13 @@ def atomic_write(real: str, data: bytes, norm: str) -> None:
     mode = stat.S_IMODE(st.st_mode) if st is not None else None
     tmp = os.path.join(os.path.dirname(real), _temp_name(os.path.basename(real)))
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o666)
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666
+        )
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             if mode is not None:
                 os.fchmod(fd, mode)
             os.fsync(fd)
@@ -284,9 +326,15 @@ def edit_file(root: str, rel: str | None, old_text: str, new_text: str) -> dict:
         raise AmbiguousMatch(f"old_text occurs more than once in {norm}; make it unique")
     new = text.replace(old_text, new_text, 1).encode()
     atomic_write(real, new, norm)
-    return {"object": "session.environment.filesystem.edit_result", "operation": "edited",
-            "path": norm, "replacements": 1, "bytes_before": len(data),
-            "bytes_after": len(new), "entry": entry(root, norm)}
+    return {
+        "object": "session.environment.filesystem.edit_result",
+        "operation": "edited",
+        "path": norm,
+        "replacements": 1,
+        "bytes_before": len(data),
+        "bytes_after": len(new),
+        "entry": entry(root, norm),
+    }
 
 
 def delete_path(root: str, rel: str | None, recursive: bool = False) -> dict:
@@ -321,11 +369,18 @@ def delete_path(root: str, rel: str | None, recursive: bool = False) -> dict:
         except OSError as exc:
             if not recursive and exc.errno in (39, 66):  # ENOTEMPTY
                 raise DirectoryNotEmpty(
-                    f"directory not empty: {norm} (use recursive=true)") from None
+                    f"directory not empty: {norm} (use recursive=true)"
+                ) from None
             raise _os_error(exc, norm, "delete") from None
-    return {"object": "session.environment.filesystem.delete_result", "operation": "deleted",
-            "path": norm, "deleted": True, "type": kind, "bytes_deleted": size,
-            "entries_deleted": count}
+    return {
+        "object": "session.environment.filesystem.delete_result",
+        "operation": "deleted",
+        "path": norm,
+        "deleted": True,
+        "type": kind,
+        "bytes_deleted": size,
+        "entries_deleted": count,
+    }
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -389,6 +444,9 @@ def _tree_size(path: str) -> tuple[int, int]:
 
 def _rmtree(path: str) -> None:
     """shutil.rmtree(path), iteratively (see _walk_fd). Raises OSError."""
-    _walk_fd(path, lambda fd, entry: os.unlink(entry.name, dir_fd=fd),
-             lambda fd, name: os.rmdir(name, dir_fd=fd))
+    _walk_fd(
+        path,
+        lambda fd, entry: os.unlink(entry.name, dir_fd=fd),
+        lambda fd, name: os.rmdir(name, dir_fd=fd),
+    )
     os.rmdir(path)

@@ -20,7 +20,7 @@ import posixpath
 from omnigent.errors import InvalidPath
 
 PATH_MAX = 4096  # bytes, the terminating NUL included (linux/limits.h)
-NAME_MAX = 255   # bytes of one path segment
+NAME_MAX = 255  # bytes of one path segment
 
 
 def shorten(text: str, keep: int = 60) -> str:
@@ -40,12 +40,16 @@ def check_length(path: str, shown: str | None = None, within: str = "") -> None:
     names `shown`, by default `path`; `within` says what the count includes)."""
     data = _encoded(path)
     if len(data) >= PATH_MAX:
-        raise InvalidPath(f"path too long: {len(data)} bytes{within}, the limit is "
-                          f"{PATH_MAX - 1}: {shorten(path if shown is None else shown)}")
+        raise InvalidPath(
+            f"path too long: {len(data)} bytes{within}, the limit is "
+            f"{PATH_MAX - 1}: {shorten(path if shown is None else shown)}"
+        )
     for segment in data.split(b"/"):
         if len(segment) > NAME_MAX:
-            raise InvalidPath(f"path segment too long: {len(segment)} bytes, the limit is "
-                              f"{NAME_MAX}: {shorten(os.fsdecode(segment))}")
+            raise InvalidPath(
+                f"path segment too long: {len(segment)} bytes, the limit is "
+                f"{NAME_MAX}: {shorten(os.fsdecode(segment))}"
+            )
 
 
 def clean(rel: str | None) -> str:

@@ -64,8 +64,7 @@ def is_subreaper() -> bool:
         return False
     libc = ctypes.CDLL(None, use_errno=True)
     flag = ctypes.c_int(0)
-    return libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) == 0 and bool(
-        flag.value)
+    return libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) == 0 and bool(flag.value)
 
 
 def _stat(pid: int) -> tuple[str, int, int] | None:

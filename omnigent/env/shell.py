@@ -232,7 +232,7 @@ async def run_shell(
         capture.close()
         exit_.close(pgid)  # reaps it here if that did not happen above
         if proc.returncode is not None:  # reaped: the pid is no longer ours (else Popen
-            reaper.disown(proc.pid)      # still has to reap it, later, and it stays ours)
+            reaper.disown(proc.pid)  # still has to reap it, later, and it stays ours)
 
     returncode = proc.returncode
     if timed_out or returncode is None:

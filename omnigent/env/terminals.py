@@ -33,14 +33,25 @@ from omnigent.errors import (
 )
 from omnigent.wire import CLOSE_GONE, CLOSE_SLOW
 
-SCROLLBACK = 1024 * 1024      # bytes of recent output replayed to a new client
+SCROLLBACK = 1024 * 1024  # bytes of recent output replayed to a new client
 CLIENT_BUDGET = 4 * 1024 * 1024  # unsent bytes a client may fall behind before it is dropped
-MAX_TERMINALS = 16            # live terminals per runner
+MAX_TERMINALS = 16  # live terminals per runner
 READ_SIZE = 64 * 1024
-MAX_READS = 64                # reads gathered into one piece of output
-_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
-                    signal.SIGHUP, signal.SIGCHLD, signal.SIGXFSZ, signal.SIGTSTP,
-                    signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2)
+MAX_READS = 64  # reads gathered into one piece of output
+_DEFAULT_SIGNALS = (
+    signal.SIGPIPE,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGCHLD,
+    signal.SIGXFSZ,
+    signal.SIGTSTP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -68,10 +79,19 @@ class Terminal:
     clients: set = field(default_factory=set)
 
     def resource(self) -> dict:
-        return {"id": self.id, "object": "session.resource", "type": "terminal",
-                "session_id": self.session_id, "name": self.name, "environment": "default",
-                "metadata": {"session_key": self.session_key, "pid": self.pid,
-                             "created_at": self.created_at}}
+        return {
+            "id": self.id,
+            "object": "session.resource",
+            "type": "terminal",
+            "session_id": self.session_id,
+            "name": self.name,
+            "environment": "default",
+            "metadata": {
+                "session_key": self.session_key,
+                "pid": self.pid,
+                "created_at": self.created_at,
+            },
+        }
 
     def remember(self, data: bytes) -> None:
         self.scrollback += data
@@ -87,9 +107,16 @@ def terminal_id(name: str, session_key: str) -> str:
 class Terminals:
     """The live terminals of one runner. All methods run on its data path's event loop."""
 
-    def __init__(self, root: str, session_id: str, declared: dict[str, dict], *,
-                 max_terminals: int = MAX_TERMINALS, client_budget: int = CLIENT_BUDGET,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        session_id: str,
+        declared: dict[str, dict],
+        *,
+        max_terminals: int = MAX_TERMINALS,
+        client_budget: int = CLIENT_BUDGET,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.root = root
         self.env = env
         self.session_id = session_id
@@ -99,8 +126,9 @@ class Terminals:
         self._live: dict[tuple[str, str], Terminal] = {}  # (session id, terminal id)
 
     # lifecycle ----------------------------------------------------------------------
-    def launch(self, name: str, session_key: str, session_id: str | None = None
-               ) -> tuple[dict, bool]:
+    def launch(
+        self, name: str, session_key: str, session_id: str | None = None
+    ) -> tuple[dict, bool]:
         """(resource, created): the live terminal of that name and key, or a new one."""
         sid = session_id or self.session_id
         spec = self.declared.get(name)
@@ -113,8 +141,9 @@ class Terminals:
         if found is not None:
             return found.resource(), False
         if len(self._live) >= self.max_terminals:
-            raise TooManyTerminals(f"this session already runs {self.max_terminals} terminals; "
-                           "close one first")
+            raise TooManyTerminals(
+                f"this session already runs {self.max_terminals} terminals; close one first"
+            )
         term = self._spawn(tid, name, session_key, sid, spec)
         self._live[(sid, tid)] = term
         asyncio.get_running_loop().add_reader(term.fd, self._on_output, term)
@@ -143,8 +172,9 @@ class Terminals:
             finally:
                 os._exit(127)
         os.set_blocking(fd, False)
-        return Terminal(tid, name, key, sid, pid, fd,
-                        spec.get("scrollback") or SCROLLBACK, int(time.time()))
+        return Terminal(
+            tid, name, key, sid, pid, fd, spec.get("scrollback") or SCROLLBACK, int(time.time())
+        )
 
     def _on_output(self, term: Terminal) -> None:
         # A pty hands out at most a few KiB per read: read what is there (up to a bound,
@@ -235,7 +265,7 @@ class Terminals:
         view = memoryview(data)
         while view:
             try:
-                view = view[os.write(term.fd, view):]
+                view = view[os.write(term.fd, view) :]
             except BlockingIOError:
                 break  # the program is not reading; input is dropped rather than queued
             except OSError:
@@ -272,14 +302,15 @@ def check_spec(name: str, argv: list, env: dict) -> None:
         if not isinstance(arg, str):
             raise InvalidCommand(f"terminal {name!r}: command and args must be strings")
         if "\x00" in arg:
-            raise InvalidCommand(f"terminal {name!r}: command and args must not contain "
-                                 "a NUL byte")
+            raise InvalidCommand(f"terminal {name!r}: command and args must not contain a NUL byte")
     for key, value in env.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise InvalidCommand(f"terminal {name!r}: env names and values must be strings")
         if not key or "=" in key or "\x00" in key or "\x00" in value:
-            raise InvalidCommand(f"terminal {name!r}: env names must be non-empty without "
-                                 "'=' or NUL, values without NUL")
+            raise InvalidCommand(
+                f"terminal {name!r}: env names must be non-empty without "
+                "'=' or NUL, values without NUL"
+            )
 
 
 def _kill_group(pid: int) -> None:

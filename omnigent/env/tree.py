@@ -9,14 +9,29 @@ import os
 import stat
 from dataclasses import dataclass
 
-IGNORED_DIRS = frozenset({
-    ".git", ".hg", ".svn", ".omnigent", "node_modules", "__pycache__", ".venv", "venv", ".tox",
-    ".nox",
-    ".mypy_cache", ".pytest_cache", ".ruff_cache", ".gradle", ".next", ".terraform",
-})
-FILE_CAP = 1024 * 1024        # bytes of one file kept in the baseline
+IGNORED_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".omnigent",
+        "node_modules",
+        "__pycache__",
+        ".venv",
+        "venv",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".gradle",
+        ".next",
+        ".terraform",
+    }
+)
+FILE_CAP = 1024 * 1024  # bytes of one file kept in the baseline
 PACK_CAP = 256 * 1024 * 1024  # bytes kept in the baseline in all
-MAX_FILES = 300_000           # files in the baseline; past that it is partial
+MAX_FILES = 300_000  # files in the baseline; past that it is partial
 ENTRY = "session.environment.filesystem.entry"
 
 
@@ -24,7 +39,7 @@ ENTRY = "session.environment.filesystem.entry"
 class Base:
     """A file as it was at start. `offset` is -1 when its bytes were not kept."""
 
-    key: tuple[int, int, int]   # (size, mtime_ns, inode)
+    key: tuple[int, int, int]  # (size, mtime_ns, inode)
     digest: bytes | None
     offset: int
     length: int

@@ -45,8 +45,16 @@ IN_DELETE = int(_C.IN_DELETE)
 IN_MOVED_FROM = int(_C.IN_MOVED_FROM)
 IN_MOVED_TO = int(_C.IN_MOVED_TO)
 IN_ISDIR = int(_C.IN_ISDIR)
-WATCH_MASK = Mask(_C.IN_CREATE | _C.IN_DELETE | _C.IN_MODIFY | _C.IN_MOVED_FROM
-                  | _C.IN_MOVED_TO | _C.IN_ATTRIB | _C.IN_ONLYDIR | _C.IN_DONT_FOLLOW
-                  | _C.IN_EXCL_UNLINK)
+WATCH_MASK = Mask(
+    _C.IN_CREATE
+    | _C.IN_DELETE
+    | _C.IN_MODIFY
+    | _C.IN_MOVED_FROM
+    | _C.IN_MOVED_TO
+    | _C.IN_ATTRIB
+    | _C.IN_ONLYDIR
+    | _C.IN_DONT_FOLLOW
+    | _C.IN_EXCL_UNLINK
+)
 BARRIER_MASK = Mask(_C.IN_CREATE | _C.IN_ONLYDIR)
 CALLBACK_ID = CallbackId(0)  # the tracker registers one callback per watch

@@ -17,11 +17,13 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorInfo(BaseModel):
-    code: str = Field(description="Stable snake_case code; clients key on it.",
-                      examples=["session_not_found"])
+    code: str = Field(
+        description="Stable snake_case code; clients key on it.", examples=["session_not_found"]
+    )
     message: str = Field(description="A human sentence.", examples=["session not found"])
     details: list[ErrorDetail] | None = Field(
-        default=None, description="422 only: every field that failed validation.")
+        default=None, description="422 only: every field that failed validation."
+    )
 
 
 class ErrorBody(BaseModel):
@@ -57,16 +59,27 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         if status == wire.VALIDATION_STATUS:
             codes = ["validation_error"]
         else:
-            codes = sorted({c.code for c in errors.all_errors()
-                            if wire.status_for(c()) == status})
-        out[status] = {"model": ErrorBody,
-                       "description": _REASONS.get(status, "error") + " (`error.code`: "
-                       + ", ".join(f"`{c}`" for c in codes) + ")"}
+            codes = sorted({c.code for c in errors.all_errors() if wire.status_for(c()) == status})
+        out[status] = {
+            "model": ErrorBody,
+            "description": _REASONS.get(status, "error")
+            + " (`error.code`: "
+            + ", ".join(f"`{c}`" for c in codes)
+            + ")",
+        }
     return out
 
 
-_REASONS = {400: "Invalid request", 401: "Missing or invalid bearer token",
-            403: "Not allowed", 404: "Not found", 409: "Conflict",
-            413: "Payload too large", 416: "Range not satisfiable",
-            422: "The request does not fit the schema", 502: "The host failed",
-            503: "Unavailable", 504: "The host did not answer in time"}
+_REASONS = {
+    400: "Invalid request",
+    401: "Missing or invalid bearer token",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflict",
+    413: "Payload too large",
+    416: "Range not satisfiable",
+    422: "The request does not fit the schema",
+    502: "The host failed",
+    503: "Unavailable",
+    504: "The host did not answer in time",
+}

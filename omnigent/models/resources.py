@@ -36,8 +36,12 @@ class ResourceDeleted(BaseModel):
 # terminals ---------------------------------------------------------------------------
 class TerminalCreate(BaseModel):
     model_config = ConfigDict(strict=True)
-    terminal: str = Field(min_length=1, max_length=64, examples=["shell"],
-                          description="A terminal name the session's agent spec declares.")
+    terminal: str = Field(
+        min_length=1,
+        max_length=64,
+        examples=["shell"],
+        description="A terminal name the session's agent spec declares.",
+    )
     session_key: str = Field(min_length=1, max_length=64, examples=["main"])
 
 
@@ -49,8 +53,7 @@ class TerminalTransfer(BaseModel):
 # environments ------------------------------------------------------------------------
 class FsEntry(BaseModel):
     id: str = Field(description="The entry's path, relative to the environment root.")
-    object: Literal["session.environment.filesystem.entry"] = (
-        "session.environment.filesystem.entry")
+    object: Literal["session.environment.filesystem.entry"] = "session.environment.filesystem.entry"
     name: str
     path: str
     type: Literal["file", "directory", "other"]
@@ -64,7 +67,8 @@ class FsListing(ListEnvelope):
 
 class FileContent(BaseModel):
     object: Literal["session.environment.filesystem.file_content"] = (
-        "session.environment.filesystem.file_content")
+        "session.environment.filesystem.file_content"
+    )
     path: str
     content_type: str
     bytes: int
@@ -78,16 +82,21 @@ BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 class WriteFile(BaseModel):
     # base64 content must be base64 (else 400 `invalid_content`): said in the schema too
-    model_config = ConfigDict(strict=True, json_schema_extra={
-        "if": {"properties": {"encoding": {"const": "base64"}}, "required": ["encoding"]},
-        "then": {"properties": {"content": {"pattern": BASE64}}}})
+    model_config = ConfigDict(
+        strict=True,
+        json_schema_extra={
+            "if": {"properties": {"encoding": {"const": "base64"}}, "required": ["encoding"]},
+            "then": {"properties": {"content": {"pattern": BASE64}}},
+        },
+    )
     content: str = Field(examples=["print('hello world')\n"])
     encoding: Encoding = "utf-8"
 
 
 class WriteResult(BaseModel):
     object: Literal["session.environment.filesystem.write_result"] = (
-        "session.environment.filesystem.write_result")
+        "session.environment.filesystem.write_result"
+    )
     operation: Literal["created", "updated"]
     path: str
     created: bool
@@ -103,7 +112,8 @@ class EditFile(BaseModel):
 
 class EditResult(BaseModel):
     object: Literal["session.environment.filesystem.edit_result"] = (
-        "session.environment.filesystem.edit_result")
+        "session.environment.filesystem.edit_result"
+    )
     operation: Literal["edited"] = "edited"
     path: str
     replacements: int
@@ -114,7 +124,8 @@ class EditResult(BaseModel):
 
 class DeleteResult(BaseModel):
     object: Literal["session.environment.filesystem.delete_result"] = (
-        "session.environment.filesystem.delete_result")
+        "session.environment.filesystem.delete_result"
+    )
     operation: Literal["deleted"] = "deleted"
     path: str
     deleted: bool
@@ -124,8 +135,7 @@ class DeleteResult(BaseModel):
 
 
 class Change(BaseModel):
-    object: Literal["session.environment.filesystem.entry"] = (
-        "session.environment.filesystem.entry")
+    object: Literal["session.environment.filesystem.entry"] = "session.environment.filesystem.entry"
     path: str
     name: str
     status: Literal["created", "modified", "deleted"]
@@ -141,7 +151,8 @@ class ChangeList(BaseModel):
 
 class FileDiff(BaseModel):
     object: Literal["session.environment.filesystem.file_diff"] = (
-        "session.environment.filesystem.file_diff")
+        "session.environment.filesystem.file_diff"
+    )
     path: str
     status: Literal["created", "modified", "deleted"]
     truncated: bool
@@ -158,8 +169,12 @@ class SearchResult(ListEnvelope):
 class ShellCommand(BaseModel):
     model_config = ConfigDict(strict=True)
     # a NUL is refused by the runner (400 `invalid_command`); the schema says so
-    command: str = Field(min_length=1, max_length=1024 * 1024, examples=["npm test"],
-                         json_schema_extra={"pattern": NO_NUL})
+    command: str = Field(
+        min_length=1,
+        max_length=1024 * 1024,
+        examples=["npm test"],
+        json_schema_extra={"pattern": NO_NUL},
+    )
     timeout: float = Field(default=120, ge=1, le=3600, description="Seconds.")
 
 

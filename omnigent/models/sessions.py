@@ -17,10 +17,28 @@ def _string(**schema: Any) -> dict[str, Any]:
 # The rules of `git check-ref-format --branch`, as omnigent.domain.branches checks them
 # (400 `invalid_branch`), told to clients (and fuzzers) as JSON Schema.
 BRANCH_SCHEMA: dict[str, Any] = {
-    "minLength": 1, "maxLength": 200, "pattern": r"^[^\x00-\x20\x7f~^:?*\[\\]+$",
-    "not": {"anyOf": [_string(pattern=p) for p in (
-        r"^-", r"^/", r"/$", r"//", r"\.$", r"\.lock$", r"\.lock/", r"\.\.", r"@\{",
-        r"^@$", r"(^|/)\.", r"^HEAD$")]},
+    "minLength": 1,
+    "maxLength": 200,
+    "pattern": r"^[^\x00-\x20\x7f~^:?*\[\\]+$",
+    "not": {
+        "anyOf": [
+            _string(pattern=p)
+            for p in (
+                r"^-",
+                r"^/",
+                r"/$",
+                r"//",
+                r"\.$",
+                r"\.lock$",
+                r"\.lock/",
+                r"\.\.",
+                r"@\{",
+                r"^@$",
+                r"(^|/)\.",
+                r"^HEAD$",
+            )
+        ]
+    },
 }
 STRICT = ConfigDict(strict=True)  # request bodies: `0` is not `false`, `"1"` is not `1`
 
@@ -33,24 +51,29 @@ class TerminalSpec(BaseModel):
     command: str = Field(min_length=1, examples=["bash"], pattern=NO_NUL)
     args: list[Annotated[str, Field(pattern=NO_NUL)]] = []
     env: dict[Annotated[str, Field(pattern=ENV_NAME)], Annotated[str, Field(pattern=NO_NUL)]] = (
-        Field(default={}, json_schema_extra={"additionalProperties": False}))
-    scrollback: int | None = Field(default=None, ge=1024, le=64 * 2**20,
-                                   description="Bytes of output replayed on attach.")
+        Field(default={}, json_schema_extra={"additionalProperties": False})
+    )
+    scrollback: int | None = Field(
+        default=None, ge=1024, le=64 * 2**20, description="Bytes of output replayed on attach."
+    )
 
 
 class AgentSpec(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str = Field(min_length=1, max_length=200, examples=["coder"])
     terminals: dict[str, TerminalSpec] = Field(
-        default={}, description="The terminals a user may launch, by name.",
-        examples=[{"shell": {"command": "bash", "args": ["--norc"]}}])
+        default={},
+        description="The terminals a user may launch, by name.",
+        examples=[{"shell": {"command": "bash", "args": ["--norc"]}}],
+    )
 
 
 class GitOptions(BaseModel):
     model_config = STRICT
     branch_name: str = Field(examples=["agent/fix-login"], json_schema_extra=BRANCH_SCHEMA)
-    base_branch: str | None = Field(default=None, json_schema_extra={
-        "anyOf": [_string(**BRANCH_SCHEMA), {"type": "null"}]})
+    base_branch: str | None = Field(
+        default=None, json_schema_extra={"anyOf": [_string(**BRANCH_SCHEMA), {"type": "null"}]}
+    )
     existing_worktree: bool = False
 
     @field_validator("branch_name")

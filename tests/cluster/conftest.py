@@ -17,16 +17,16 @@ from tests.procs import RayNode, Server, make_home
 @dataclass
 class World:
     server: Server
-    alice: httpx.Client       # the server's local user
+    alice: httpx.Client  # the server's local user
     bob: httpx.Client
     anon: httpx.Client
     node_a: RayNode
     node_b: RayNode
     node_bob: RayNode
-    host_local: str           # alice's, the server's own machine
-    host_a: str               # alice's, on node A
-    host_b: str               # alice's, on node B
-    host_bob: str             # bob's, on node C
+    host_local: str  # alice's, the server's own machine
+    host_a: str  # alice's, on node A
+    host_b: str  # alice's, on node B
+    host_bob: str  # bob's, on node C
 
 
 @pytest.fixture(scope="session")
@@ -42,13 +42,15 @@ def world():
         node_b = RayNode(server, "127.0.0.12", make_home("node-b"))
         started.append(node_b)
         node_b.wait_started()
-        node_bob = RayNode(server, "127.0.0.13", make_home("bob"),
-                           join_key=server.join_key_of("bob"))
+        node_bob = RayNode(
+            server, "127.0.0.13", make_home("bob"), join_key=server.join_key_of("bob")
+        )
         started.append(node_bob)
         node_bob.wait_started()
         ids = [node_a.wait_host(alice), node_b.wait_host(alice), node_bob.wait_host(bob)]
-        yield World(server, alice, bob, server.client(None), node_a, node_b, node_bob,
-                    server.host_id, *ids)
+        yield World(
+            server, alice, bob, server.client(None), node_a, node_b, node_bob, server.host_id, *ids
+        )
     finally:
         for proc in reversed(started):
             proc.kill()

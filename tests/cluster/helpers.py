@@ -15,8 +15,10 @@ def new_session(client, **extra) -> dict:
 
 
 def launch(client, host_id: str, session_id: str, workspace: str, **extra):
-    return client.post(f"/v1/hosts/{host_id}/runners",
-                       json={"session_id": session_id, "workspace": workspace, **extra})
+    return client.post(
+        f"/v1/hosts/{host_id}/runners",
+        json={"session_id": session_id, "workspace": workspace, **extra},
+    )
 
 
 def host_status(client, host_id: str) -> str:
@@ -69,8 +71,13 @@ def raw_get(base_url: str, token: str, raw_path: str) -> tuple[int, dict]:
 
 # --- environments (tests/cluster/test_env_*.py) ------------------------------------------
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_NOSYSTEM": "1"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
 
 
 def env_url(session_id: str, rest: str = "") -> str:
@@ -99,8 +106,9 @@ def make_workspace(home: str, files: dict | None = None, prefix: str = "ws-") ->
 def git(repo: str, *args: str) -> str:
     import subprocess
 
-    out = subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True,
-                         env={**os.environ, **GIT_ENV})
+    out = subprocess.run(
+        ["git", "-C", repo, *args], capture_output=True, text=True, env={**os.environ, **GIT_ENV}
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -113,9 +121,14 @@ def launched(client, host_id: str, workspace: str, **extra) -> str:
     return s["id"]
 
 
-def raw_request(base_url: str, token: str | None, method: str, raw_path: str,
-                body: bytes | None = None, content_type: str = "application/json"
-                ) -> tuple[int, dict]:
+def raw_request(
+    base_url: str,
+    token: str | None,
+    method: str,
+    raw_path: str,
+    body: bytes | None = None,
+    content_type: str = "application/json",
+) -> tuple[int, dict]:
     """Send exactly `raw_path` (no normalisation of dot segments, `//` or escapes)."""
     import http.client
     import json

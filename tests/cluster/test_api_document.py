@@ -26,11 +26,17 @@ def test_openapi_document_and_docs_page(world):
 def test_non_utf8_escape_in_a_path_is_400_and_creates_nothing(world):
     ws = make_workspace(world.node_a.home)
     sid = launched(world.alice, world.host_a, ws)
-    status, body = raw_request(world.server.url, world.server.token, "PUT",
-                               env_url(sid, "/filesystem/%FF.txt"), b'{"content": "x"}')
+    status, body = raw_request(
+        world.server.url,
+        world.server.token,
+        "PUT",
+        env_url(sid, "/filesystem/%FF.txt"),
+        b'{"content": "x"}',
+    )
     assert status == 400 and body["error"]["code"] == "invalid_path"
-    status, body = raw_request(world.server.url, world.server.token, "GET",
-                               env_url(sid, "/filesystem/caf%C3%A9.txt"))
+    status, body = raw_request(
+        world.server.url, world.server.token, "GET", env_url(sid, "/filesystem/caf%C3%A9.txt")
+    )
     assert status == 404  # valid UTF-8 escapes still name their file
     assert os.listdir(ws) == []
 
@@ -47,7 +53,8 @@ def test_a_method_the_route_does_not_take_is_405_with_allow(world):
 def test_both_cursors_give_the_entries_between(world):
     ws = make_workspace(world.node_a.home, {f"f{i}": "" for i in range(6)})
     sid = launched(world.alice, world.host_a, ws)
-    r = world.alice.get(env_url(sid, "/filesystem"),
-                        params={"order": "asc", "after": "f1", "before": "f4"})
+    r = world.alice.get(
+        env_url(sid, "/filesystem"), params={"order": "asc", "after": "f1", "before": "f4"}
+    )
     assert r.status_code == 200, r.text
     assert [e["name"] for e in r.json()["data"]] == ["f2", "f3"]

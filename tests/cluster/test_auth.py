@@ -23,8 +23,9 @@ ROUTES = [
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token", "Basic abc", "Bearer"])
 def test_every_route_is_401_without_a_valid_token(world, method, path, header):
     headers = {"Authorization": header} if header else {}
-    r = world.anon.request(method, path.format(host=world.host_a), headers=headers,
-                           content=b"{not json")
+    r = world.anon.request(
+        method, path.format(host=world.host_a), headers=headers, content=b"{not json"
+    )
     assert r.status_code == 401
     assert r.json()["error"]["code"] == "unauthenticated"
 

@@ -21,10 +21,20 @@ def _serve(server: Server, head: RayHead, version: str = "v1", **env: str) -> Pr
     # The code version is pinned: "another version" must not depend on edits of the
     # checkout while the test runs.
     env["OMNIGENT_CODE_VERSION"] = version
-    return Proc([str(BIN / "omnigent"), "serve", "--address", head.address, "--port",
-                 str(server.port), "--node-ip-address", HEAD_IP],
-                base_env(server.home, RAY_AUTH_TOKEN_PATH=str(head.token_file), **env),
-                "serve --address")
+    return Proc(
+        [
+            str(BIN / "omnigent"),
+            "serve",
+            "--address",
+            head.address,
+            "--port",
+            str(server.port),
+            "--node-ip-address",
+            HEAD_IP,
+        ],
+        base_env(server.home, RAY_AUTH_TOKEN_PATH=str(head.token_file), **env),
+        "serve --address",
+    )
 
 
 def test_detached_server_adopt_upgrade_stop():
@@ -38,8 +48,9 @@ def test_detached_server_adopt_upgrade_stop():
         first.popen.wait(10)
         with open(f"{server.home}/.omnigent/token") as f:
             token = f.read().strip()
-        alice = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"},
-                             timeout=60)
+        alice = httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
         for _ in range(20):  # answering well after the driver is gone
             r = alice.get("/v1/hosts")
             assert r.status_code == 200 and r.json()["hosts"][0]["status"] == "online"
@@ -58,8 +69,9 @@ def test_detached_server_adopt_upgrade_stop():
 
         def poll() -> None:
             last_ok = time.monotonic()
-            with httpx.Client(base_url=server.url, timeout=30,
-                              headers={"Authorization": f"Bearer {token}"}) as c:
+            with httpx.Client(
+                base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+            ) as c:
                 while not stop.is_set():
                     try:
                         ok = c.get(f"/v1/sessions/{s['id']}").status_code == 200
@@ -70,6 +82,7 @@ def test_detached_server_adopt_upgrade_stop():
                         gaps.append(now - last_ok)
                         last_ok = now
                     time.sleep(0.05)
+
         poller = threading.Thread(target=poll)
         poller.start()
         try:
@@ -84,8 +97,10 @@ def test_detached_server_adopt_upgrade_stop():
         after = alice.get(f"/v1/sessions/{s['id']}").json()
         assert after["status"] == "running" and after["runner_id"] == s["runner_id"]
         assert pid_alive(runner["pid"])
-        r = alice.post(f"/v1/sessions/{s['id']}/resources/environments/default/shell",
-                       json={"command": "echo still-here"})
+        r = alice.post(
+            f"/v1/sessions/{s['id']}/resources/environments/default/shell",
+            json={"command": "echo still-here"},
+        )
         assert r.status_code == 200 and r.json()["stdout"] == "still-here\n", r.text
         assert alice.get(f"/v1/hosts/{host}").json()["status"] == "online"
 

@@ -79,12 +79,14 @@ def test_no_or_forged_join_key_makes_no_host(world):
     no host appears for anybody."""
     before_alice = {h["id"] for h in world.alice.get("/v1/hosts").json()["hosts"]}
     before_bob = {h["id"] for h in world.bob.get("/v1/hosts").json()["hosts"]}
-    forged = RayNode(world.server, "127.0.0.17", make_home("forged"),
-                     join_key="bob." + "0" * 32).wait_started()
+    forged = RayNode(
+        world.server, "127.0.0.17", make_home("forged"), join_key="bob." + "0" * 32
+    ).wait_started()
     plain = None
     try:
-        plain = RayNode(world.server, "127.0.0.18", make_home("plain"),
-                        join_key=None).wait_started()
+        plain = RayNode(
+            world.server, "127.0.0.18", make_home("plain"), join_key=None
+        ).wait_started()
         time.sleep(8)  # well past the time an enrollment takes
         assert {h["id"] for h in world.alice.get("/v1/hosts").json()["hosts"]} == before_alice
         assert {h["id"] for h in world.bob.get("/v1/hosts").json()["hosts"]} == before_bob
@@ -103,11 +105,18 @@ def test_node_and_driver_without_the_cluster_token_are_refused(world):
         assert "InvalidAuthToken" in out or "uthentication" in out, out
     finally:
         node.kill()
-    for env in ({"RAY_AUTH_MODE": "disabled"},
-                {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "not-the-token"}):
+    for env in (
+        {"RAY_AUTH_MODE": "disabled"},
+        {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "not-the-token"},
+    ):
         code = f"import ray; ray.init(address={world.server.ray_address!r}); print('CONNECTED')"
-        out = subprocess.run([str(BIN / "python"), "-c", code], capture_output=True, text=True,
-                             env=base_env(make_home("driver"), **env), timeout=120)
+        out = subprocess.run(
+            [str(BIN / "python"), "-c", code],
+            capture_output=True,
+            text=True,
+            env=base_env(make_home("driver"), **env),
+            timeout=120,
+        )
         assert "CONNECTED" not in out.stdout, (env, out.stdout)
         assert out.returncode != 0
 
@@ -118,8 +127,9 @@ def test_omnigent_host_joins_through_the_api_and_stops_its_node(world):
     try:
         host_id = cmd.wait_registered()
         assert world.alice.get(f"/v1/hosts/{host_id}").json()["status"] == "online"
-        names = [e["name"] for e in
-                 world.alice.get(f"/v1/hosts/{host_id}/filesystem").json()["data"]]
+        names = [
+            e["name"] for e in world.alice.get(f"/v1/hosts/{host_id}/filesystem").json()["data"]
+        ]
         assert "api_token" in names  # its own HOME
         cmd.stop()
         wait_status(world.alice, host_id, "offline", timeout=10)
@@ -139,8 +149,9 @@ def test_host_programs_get_the_owners_environment_without_secrets(world):
     neither the cluster token nor the join key reaches them."""
     s = new_session(world.alice, host_id=world.host_b, workspace=world.node_b.home)
     try:
-        r = world.alice.post(f"/v1/sessions/{s['id']}/resources/environments/default/shell",
-                             json={"command": "env"})
+        r = world.alice.post(
+            f"/v1/sessions/{s['id']}/resources/environments/default/shell", json={"command": "env"}
+        )
         assert r.status_code == 200, r.text
         env = dict(line.split("=", 1) for line in r.json()["stdout"].splitlines() if "=" in line)
         assert env["HOME"] == world.node_b.home

@@ -161,8 +161,11 @@ def test_another_users_session_is_404_and_no_token_is_401(world):
             r = _call(world.anon, method, path, body)
             assert r.status_code == 401, (method, path, r.status_code, r.text)
             assert error_code(r), r.text
-        bad = httpx.Client(base_url=world.server.url, timeout=30,
-                           headers={"Authorization": "Bearer omg_not_a_token"})
+        bad = httpx.Client(
+            base_url=world.server.url,
+            timeout=30,
+            headers={"Authorization": "Bearer omg_not_a_token"},
+        )
         with bad:
             r = bad.get(env_url(sid, "/filesystem/a.txt"))
             assert r.status_code == 401 and error_code(r), r.text

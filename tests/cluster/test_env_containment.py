@@ -31,8 +31,9 @@ class Box:
         self.ws = os.path.join(base, "ws")
 
     def raw(self, method: str, rest: str, body: bytes | None = None):
-        return raw_request(self.world.server.url, self.world.server.token, method,
-                           env_url(self.sid, rest), body)
+        return raw_request(
+            self.world.server.url, self.world.server.token, method, env_url(self.sid, rest), body
+        )
 
     def outside_state(self) -> dict:
         out = {}
@@ -46,22 +47,25 @@ class Box:
 def box(world):
     base = make_workspace(world.node_a.home, prefix="contain-")
     ws = os.path.join(base, "ws")
-    put_files(base, {
-        "ws/ok.txt": "ok\n",
-        "ws/sub/target.txt": "target\n",
-        "outside/secret.txt": SECRET,
-        "ws-evil/secret": SECRET,
-    })
+    put_files(
+        base,
+        {
+            "ws/ok.txt": "ok\n",
+            "ws/sub/target.txt": "target\n",
+            "outside/secret.txt": SECRET,
+            "ws-evil/secret": SECRET,
+        },
+    )
     links = {
-        "out_file": os.path.join(base, "outside", "secret.txt"),   # file outside
-        "out_dir": os.path.join(base, "outside"),                  # directory outside
-        "dangle": os.path.join(base, "outside", "not-yet.txt"),    # dangling, outside
-        "evil": "../ws-evil/secret",                               # sibling with the prefix
+        "out_file": os.path.join(base, "outside", "secret.txt"),  # file outside
+        "out_dir": os.path.join(base, "outside"),  # directory outside
+        "dangle": os.path.join(base, "outside", "not-yet.txt"),  # dangling, outside
+        "evil": "../ws-evil/secret",  # sibling with the prefix
         "evild": "../ws-evil",
-        "in_link": "sub/target.txt",                               # stays inside
+        "in_link": "sub/target.txt",  # stays inside
         "in_dir": "sub",
-        "abs_in": os.path.join(ws, "sub"),                         # absolute, inside
-        "up_in": "../ws/ok.txt",                                   # leaves and comes back
+        "abs_in": os.path.join(ws, "sub"),  # absolute, inside
+        "up_in": "../ws/ok.txt",  # leaves and comes back
     }
     for name, target in links.items():
         os.symlink(target, os.path.join(ws, name))
@@ -71,13 +75,31 @@ def box(world):
 
 
 BAD_PATHS = [
-    "%00", "a%00b", "sub/%00", "ok.txt%00.png",       # NUL
-    "/etc/passwd", "/" + "ok.txt",                    # absolute (a leading slash)
-    "..", "../..", "../../../../etc/passwd", "../ws-evil/secret", "sub/../../outside",
-    "%2E%2E", "%2e%2e/outside/secret.txt", "..%2F..%2Fetc", "..%2Foutside%2Fsecret.txt",
+    "%00",
+    "a%00b",
+    "sub/%00",
+    "ok.txt%00.png",  # NUL
+    "/etc/passwd",
+    "/" + "ok.txt",  # absolute (a leading slash)
+    "..",
+    "../..",
+    "../../../../etc/passwd",
+    "../ws-evil/secret",
+    "sub/../../outside",
+    "%2E%2E",
+    "%2e%2e/outside/secret.txt",
+    "..%2F..%2Fetc",
+    "..%2Foutside%2Fsecret.txt",
     "sub/..%2F..%2Foutside",
-    "out_file", "out_dir", "out_dir/secret.txt", "out_dir/new.txt",
-    "dangle", "evil", "evild", "evild/secret", "evild/new.txt",
+    "out_file",
+    "out_dir",
+    "out_dir/secret.txt",
+    "out_dir/new.txt",
+    "dangle",
+    "evil",
+    "evild",
+    "evild/secret",
+    "evild/new.txt",
 ]
 
 
@@ -85,12 +107,12 @@ BAD_PATHS = [
 def test_escaping_paths_are_400_on_every_route(box, rel):
     before = box.outside_state()
     calls = [
-        ("GET", f"/filesystem/{rel}", None),                                   # read / list
-        ("PUT", f"/filesystem/{rel}", b'{"content": "pwned"}'),                # write
+        ("GET", f"/filesystem/{rel}", None),  # read / list
+        ("PUT", f"/filesystem/{rel}", b'{"content": "pwned"}'),  # write
         ("PATCH", f"/filesystem/{rel}", b'{"old_text": "top", "new_text": "x"}'),  # edit
-        ("DELETE", f"/filesystem/{rel}?recursive=true", None),                 # delete
-        ("GET", f"/diff/{rel}", None),                                         # diff
-        ("GET", f"/search/{rel}?q=e", None),                                   # search under
+        ("DELETE", f"/filesystem/{rel}?recursive=true", None),  # delete
+        ("GET", f"/diff/{rel}", None),  # diff
+        ("GET", f"/search/{rel}?q=e", None),  # search under
     ]
     wrong = {}
     for method, rest, body in calls:
@@ -107,8 +129,11 @@ def test_escaping_paths_are_400_on_every_route(box, rel):
 
 def test_raw_get_helper_agrees(box, world):
     """The helper from the brief: raw `..` and a leading slash after filesystem/."""
-    for raw in ("/filesystem/../../etc/passwd", "/filesystem//etc/passwd",
-                "/filesystem/sub/../../outside/secret.txt"):
+    for raw in (
+        "/filesystem/../../etc/passwd",
+        "/filesystem//etc/passwd",
+        "/filesystem/sub/../../outside/secret.txt",
+    ):
         status, body = raw_get(world.server.url, world.server.token, env_url(box.sid, raw))
         assert status == 400 and body["error"]["code"] == "invalid_path", (raw, body)
 
@@ -142,8 +167,9 @@ def test_paths_that_stay_inside_work(box):
     status, body = box.raw("PUT", "/filesystem/in_dir/made.txt", b'{"content": "m"}')
     assert status == 200, body
     assert Path(box.ws, "sub/made.txt").read_text() == "m"
-    status, body = box.raw("PATCH", "/filesystem/in_link",
-                           b'{"old_text": "via", "new_text": "through"}')
+    status, body = box.raw(
+        "PATCH", "/filesystem/in_link", b'{"old_text": "via", "new_text": "through"}'
+    )
     assert status == 200, body
     assert Path(box.ws, "sub/target.txt").read_text() == "through link\n"
     status, body = box.raw("GET", "/search/in_dir?q=made")
@@ -165,8 +191,9 @@ def test_listing_and_search_do_not_leak_outside(box):
     status, body = box.raw("GET", "/search?q=e&limit=500")
     assert status == 200, body
     paths = [e["path"] for e in body["data"]]
-    leaked = [p for p in paths if p.split("/")[0] in
-              ("out_file", "out_dir", "dangle", "evil", "evild")]
+    leaked = [
+        p for p in paths if p.split("/")[0] in ("out_file", "out_dir", "dangle", "evil", "evild")
+    ]
     assert not leaked, paths
     assert "sub/target.txt" in paths
     status, body = box.raw("GET", "/search?q=secret")
@@ -190,13 +217,26 @@ def test_symlinked_root(world):
         assert r.status_code == 200 and r.json()["content"] == "inside\n", r.text
         r = world.alice.put(env_url(sid, "/filesystem/new.txt"), json={"content": "n"})
         assert r.status_code == 200 and Path(base, "real", "new.txt").read_text() == "n"
-        for raw in ("../real-sibling/secret", "../rootlink/f.txt", "..", "../real",
-                    "%2E%2E%2Freal-sibling%2Fsecret"):
+        for raw in (
+            "../real-sibling/secret",
+            "../rootlink/f.txt",
+            "..",
+            "../real",
+            "%2E%2E%2Freal-sibling%2Fsecret",
+        ):
             for method, body in (("GET", None), ("PUT", b'{"content": "pwned"}')):
-                status, answer = raw_request(world.server.url, world.server.token, method,
-                                             env_url(sid, "/filesystem/" + raw), body)
-                assert status == 400 and answer["error"]["code"] == "invalid_path", \
-                    (method, raw, answer)
+                status, answer = raw_request(
+                    world.server.url,
+                    world.server.token,
+                    method,
+                    env_url(sid, "/filesystem/" + raw),
+                    body,
+                )
+                assert status == 400 and answer["error"]["code"] == "invalid_path", (
+                    method,
+                    raw,
+                    answer,
+                )
         assert Path(base, "real-sibling", "secret").read_text() == SECRET
         assert Path(base, "real", "f.txt").read_text() == "inside\n"
         assert sorted(os.listdir(base)) == ["real", "real-sibling", "rootlink"]
@@ -230,8 +270,9 @@ def test_escapes_are_decoded_once(box):
     name = "%2E%2E%2Foutside%2Fsecret.txt"
     status, body = box.raw("GET", "/filesystem/" + name.replace("%", "%25"))
     assert status == 404 and body["error"]["code"] == "path_not_found", body
-    status, body = box.raw("PUT", "/filesystem/" + name.replace("%", "%25"),
-                           b'{"content": "literal"}')
+    status, body = box.raw(
+        "PUT", "/filesystem/" + name.replace("%", "%25"), b'{"content": "literal"}'
+    )
     assert status == 200 and body["path"] == name, body
     assert Path(box.ws, name).read_text() == "literal"
     assert Path(box.base, "outside", "secret.txt").read_text() == SECRET
@@ -248,9 +289,13 @@ def test_symlink_loops_fail_cleanly(box):
     try:
         wrong = {}
         for rel in ("loop", "cyc1", "loop/x"):
-            for method, body in (("GET", None), ("PUT", b'{"content": "x"}'),
-                                 ("PATCH", b'{"old_text": "a", "new_text": "b"}'),
-                                 ("DELETE", None), ("GET", None)):
+            for method, body in (
+                ("GET", None),
+                ("PUT", b'{"content": "x"}'),
+                ("PATCH", b'{"old_text": "a", "new_text": "b"}'),
+                ("DELETE", None),
+                ("GET", None),
+            ):
                 if method == "DELETE" and rel != "loop/x":
                     continue  # deleting the link itself is fine
                 status, answer = box.raw(method, f"/filesystem/{rel}", body)
@@ -276,22 +321,29 @@ LONG = "a/" * 3000 + "f.txt"  # 6,005 bytes: over PATH_MAX (4096)
 TOO_LONG = [LONG, "x" * 256, "sub/" + "y" * 300 + "/z.txt", "é" * 128]  # NAME_MAX: 255 bytes
 
 
-@pytest.mark.parametrize("rel", TOO_LONG, ids=["3000-segments", "256-byte-name",
-                                               "300-byte-dir", "256-bytes-of-utf8"])
+@pytest.mark.parametrize(
+    "rel", TOO_LONG, ids=["3000-segments", "256-byte-name", "300-byte-dir", "256-bytes-of-utf8"]
+)
 def test_too_long_paths_are_400_on_every_route(box, rel):
     esc = quote(rel)
-    calls = [("GET", f"/filesystem/{esc}", None),
-             ("PUT", f"/filesystem/{esc}", b'{"content": "x"}'),
-             ("PATCH", f"/filesystem/{esc}", b'{"old_text": "a", "new_text": "b"}'),
-             ("DELETE", f"/filesystem/{esc}?recursive=true", None),
-             ("GET", f"/diff/{esc}", None),
-             ("GET", f"/search/{esc}?q=e", None)]
+    calls = [
+        ("GET", f"/filesystem/{esc}", None),
+        ("PUT", f"/filesystem/{esc}", b'{"content": "x"}'),
+        ("PATCH", f"/filesystem/{esc}", b'{"old_text": "a", "new_text": "b"}'),
+        ("DELETE", f"/filesystem/{esc}?recursive=true", None),
+        ("GET", f"/diff/{esc}", None),
+        ("GET", f"/search/{esc}?q=e", None),
+    ]
     wrong = {}
     for method, rest, body in calls:
         status, answer = box.raw(method, rest, body)
         err = answer.get("error", {}) if isinstance(answer, dict) else {}
-        if status != 400 or err.get("code") != "invalid_path" or "too long" not in err.get(
-                "message", "") or len(err["message"]) > 300:
+        if (
+            status != 400
+            or err.get("code") != "invalid_path"
+            or "too long" not in err.get("message", "")
+            or len(err["message"]) > 300
+        ):
             wrong[method + " " + rest[:40]] = (status, str(answer)[:300])
     assert not wrong, wrong
     assert not os.path.lexists(os.path.join(box.ws, "a"))  # nothing of LONG was made
@@ -312,4 +364,5 @@ def test_deep_paths_within_the_limits_work(box):
     finally:
         if os.path.isdir(os.path.join(box.ws, "deep")):
             from omnigent.env.fsops import _rmtree
+
             _rmtree(os.path.join(box.ws, "deep"))

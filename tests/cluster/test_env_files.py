@@ -71,6 +71,7 @@ LIST_DESC = ["list/e.txt", "list/d", "list/c.txt", "list/b.txt", "list/a.txt", "
 
 # browse ---------------------------------------------------------------------------------
 
+
 def test_listing_envelope_entries_and_default_order(env):
     r = env.get("list")
     assert r.status_code == 200, r.text
@@ -156,8 +157,17 @@ def test_cursor_survives_a_changing_directory(env):
     assert _ids(body) == ["pages/f025", "pages/f02"]
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 1001}, {"limit": -1},
-                                    {"limit": "abc"}, {"order": "sideways"}, {"order": ""}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 0},
+        {"limit": 1001},
+        {"limit": -1},
+        {"limit": "abc"},
+        {"order": "sideways"},
+        {"order": ""},
+    ],
+)
 def test_bad_listing_parameters_are_422(env, params):
     for rel in ("", "list"):
         r = env.get(rel, **params)
@@ -173,6 +183,7 @@ def test_listing_limits_at_the_edges(env):
 
 
 # read -----------------------------------------------------------------------------------
+
 
 def test_read_text_file(env):
     r = env.get("read/hello.py")
@@ -273,6 +284,7 @@ def test_unicode_names(env):
 
 
 # write ----------------------------------------------------------------------------------
+
 
 def test_write_creates_parents_then_updates(env):
     r = env.put("w/new/deep/f.txt", "one\n")
@@ -379,8 +391,10 @@ def test_writes_are_atomic_for_readers_on_disk(env):
     finally:
         stop.set()
         t.join()
-    assert not bad, f"{len(bad)} of {len(reads)} reads saw a partial or mixed file " \
-                    f"(lengths {sorted({len(x) for x in bad})[:5]})"
+    assert not bad, (
+        f"{len(bad)} of {len(reads)} reads saw a partial or mixed file "
+        f"(lengths {sorted({len(x) for x in bad})[:5]})"
+    )
     assert {b"A", b"B"} <= set(reads), "the reader never saw both versions"
     assert sorted(os.listdir(env.disk("atomic"))) == ["f.txt"]
 
@@ -396,6 +410,7 @@ def test_write_onto_a_directory_is_refused(env):
 
 # edit -----------------------------------------------------------------------------------
 
+
 def test_edit_replaces_exactly_one_occurrence(env):
     put_files(env.ws, {"ed/f.txt": "alpha beta gamma\n"})
     r = env.client.patch(env.fs("ed/f.txt"), json={"old_text": "beta", "new_text": "BETA!"})
@@ -404,8 +419,9 @@ def test_edit_replaces_exactly_one_occurrence(env):
     body = r.json()
     assert body["path"] == "ed/f.txt" and body.get("replacements", 1) == 1
     # a multi-line edit, unicode on both sides
-    r = env.client.patch(env.fs("ed/f.txt"),
-                         json={"old_text": "BETA! gamma\n", "new_text": "β\nγ ✓\n"})
+    r = env.client.patch(
+        env.fs("ed/f.txt"), json={"old_text": "BETA! gamma\n", "new_text": "β\nγ ✓\n"}
+    )
     assert r.status_code == 200 and env.disk("ed/f.txt").read_text() == "alpha β\nγ ✓\n"
 
 
@@ -434,6 +450,7 @@ def test_edit_not_found_or_ambiguous_changes_nothing(env):
 
 # delete ---------------------------------------------------------------------------------
 
+
 def test_delete_file_and_directories(env):
     put_files(env.ws, {"del/f.txt": "f", "del/full/a": "a", "del/full/sub/b": "b"})
     os.makedirs(env.disk("del/empty"))
@@ -458,8 +475,7 @@ def test_delete_root_is_400(env):
 
     world_url = str(env.client.base_url).rstrip("/")
     token = env.client.headers["authorization"].split()[1]
-    for raw in (env.fs() + "/", env.fs() + "/.", env.fs() + "/list/..",
-                env.fs() + "/%2E"):
+    for raw in (env.fs() + "/", env.fs() + "/.", env.fs() + "/list/..", env.fs() + "/%2E"):
         status, body = raw_request(world_url, token, "DELETE", raw)
         assert status == 400, (raw, status, body)
         assert body["error"]["code"] == "invalid_path", body

@@ -49,9 +49,18 @@ def _paths(body) -> list[str]:
     return [e["path"] for e in body["data"]]
 
 
-MAIN = sorted(["src/main.py", "src/Main_Helper.rb", "src/util/deep/er/main.go",
-               "docs/MAINTAINERS", "maindir/x.txt", "node_modules/pkg/main.js",
-               "build/main.o", ".hidden/main.cfg"])
+MAIN = sorted(
+    [
+        "src/main.py",
+        "src/Main_Helper.rb",
+        "src/util/deep/er/main.go",
+        "docs/MAINTAINERS",
+        "maindir/x.txt",
+        "node_modules/pkg/main.js",
+        "build/main.o",
+        ".hidden/main.cfg",
+    ]
+)
 
 
 def test_name_substring_case_insensitive_sorted_files_only(search):
@@ -83,30 +92,43 @@ def test_git_contents_are_never_returned(search):
 def test_include_globs(search):
     # a glob without "/" matches the base name at any depth
     assert _paths(search("main.", include="*.py")) == ["src/main.py"]
-    assert _paths(search("s", include="*.py")) == ["src/main.py", "src/util/strings.py",
-                                                   "src/util/strings_test.py"]
+    assert _paths(search("s", include="*.py")) == [
+        "src/main.py",
+        "src/util/strings.py",
+        "src/util/strings_test.py",
+    ]
     assert _paths(search("main", include="main.*")) == [
-        ".hidden/main.cfg", "build/main.o", "node_modules/pkg/main.js", "src/main.py",
-        "src/util/deep/er/main.go"]
+        ".hidden/main.cfg",
+        "build/main.o",
+        "node_modules/pkg/main.js",
+        "src/main.py",
+        "src/util/deep/er/main.go",
+    ]
     # `*` is one segment, `**` any depth
     assert _paths(search("main", include="src/*")) == ["src/Main_Helper.rb", "src/main.py"]
     assert _paths(search("main", include="src/**")) == [
-        "src/Main_Helper.rb", "src/main.py", "src/util/deep/er/main.go"]
+        "src/Main_Helper.rb",
+        "src/main.py",
+        "src/util/deep/er/main.go",
+    ]
     assert _paths(search("main", include="**/*.go")) == ["src/util/deep/er/main.go"]
     # a leading "/" anchors a glob at the root
     assert _paths(search("main", include="/src/*")) == ["src/Main_Helper.rb", "src/main.py"]
     assert _paths(search("x", include="/maindir/**")) == ["maindir/x.txt"]
     # several, comma separated
     assert _paths(search("main", include="*.go, *.js")) == [
-        "node_modules/pkg/main.js", "src/util/deep/er/main.go"]
+        "node_modules/pkg/main.js",
+        "src/util/deep/er/main.go",
+    ]
 
 
 def test_exclude_globs(search):
     # a directory name: pruned at any depth
     got = _paths(search("main", exclude="node_modules,build"))
     assert got == [p for p in MAIN if not p.startswith(("node_modules/", "build/"))]
-    assert _paths(search("main", exclude="**/node_modules")) == \
-        [p for p in MAIN if not p.startswith("node_modules/")]
+    assert _paths(search("main", exclude="**/node_modules")) == [
+        p for p in MAIN if not p.startswith("node_modules/")
+    ]
     # an anchored directory path prunes that directory only
     assert _paths(search("s", exclude="src/util", include="*.py")) == ["src/main.py"]
     assert _paths(search("str", exclude="src/util/**")) == []
@@ -121,7 +143,10 @@ def test_search_under_a_directory(search):
     body = search("string", path="src/util")
     assert _paths(body) == ["src/util/strings.py", "src/util/strings_test.py"]
     assert _paths(search("main", path="src")) == [
-        "src/Main_Helper.rb", "src/main.py", "src/util/deep/er/main.go"]
+        "src/Main_Helper.rb",
+        "src/main.py",
+        "src/util/deep/er/main.go",
+    ]
     body = search("x", status=404, path="nope")
     assert body["error"]["code"]
 
@@ -135,10 +160,18 @@ def test_limit_and_has_more(search):
     assert _paths(body) == MAIN and body["has_more"] is False
 
 
-@pytest.mark.parametrize("params", [
-    {"q": ""}, {"q": "   "}, {"q": "\t"}, {},
-    {"q": "main", "limit": 0}, {"q": "main", "limit": 501}, {"q": "main", "limit": "x"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"q": ""},
+        {"q": "   "},
+        {"q": "\t"},
+        {},
+        {"q": "main", "limit": 0},
+        {"q": "main", "limit": 501},
+        {"q": "main", "limit": "x"},
+    ],
+)
 def test_bad_search_parameters_are_422(search, params):
     q = params.pop("q", None)
     body = search(q, status=422, **params)

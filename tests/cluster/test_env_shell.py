@@ -61,8 +61,9 @@ def test_stdin_is_empty_and_output_is_decoded_leniently(sh):
 
 
 def test_big_output_on_both_streams_at_once(sh):
-    out = sh.run("for i in $(seq 1 2000); do printf '%0100d\\n' $i; printf '%0100d\\n' $i >&2;"
-                 " done")
+    out = sh.run(
+        "for i in $(seq 1 2000); do printf '%0100d\\n' $i; printf '%0100d\\n' $i >&2; done"
+    )
     assert out["exit_code"] == 0 and out["truncated"] is False
     lines = [f"{i:0100d}" for i in range(1, 2001)]
     assert out["stdout"].splitlines() == lines and out["stderr"].splitlines() == lines
@@ -121,17 +122,20 @@ def test_output_is_capped_at_1_mib_per_stream(sh):
     assert out["truncated"] is False and len(out["stdout"]) == MiB
 
 
-@pytest.mark.parametrize("body", [
-    {"command": "touch bad.txt", "timeout": 0},
-    {"command": "touch bad.txt", "timeout": 3601},
-    {"command": "touch bad.txt", "timeout": "abc"},
-    {"command": "touch bad.txt", "timeout": -1},
-    {"timeout": 5},
-    {"command": ""},
-    {"command": 5},
-    {"command": None},
-    {},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"command": "touch bad.txt", "timeout": 0},
+        {"command": "touch bad.txt", "timeout": 3601},
+        {"command": "touch bad.txt", "timeout": "abc"},
+        {"command": "touch bad.txt", "timeout": -1},
+        {"timeout": 5},
+        {"command": ""},
+        {"command": 5},
+        {"command": None},
+        {},
+    ],
+)
 def test_bad_shell_bodies_are_422(sh, body):
     r = sh.post(body)
     assert r.status_code == 422, (body, r.text)
@@ -140,8 +144,11 @@ def test_bad_shell_bodies_are_422(sh, body):
 
 
 def test_not_json_is_422(sh, world):
-    r = world.alice.post(env_url(sh.sid, "/shell"), content=b"touch bad.txt",
-                         headers={"content-type": "application/json"})
+    r = world.alice.post(
+        env_url(sh.sid, "/shell"),
+        content=b"touch bad.txt",
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 422, r.text
     assert not os.path.exists(os.path.join(sh.ws, "bad.txt"))
 
@@ -186,6 +193,7 @@ def test_concurrent_shells_do_not_block_each_other_or_the_api(sh, world):
 
 # --- bad input and orphans ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("command", ["echo a\x00b", "\x00", "true\x00; rm -rf ."])
 def test_a_nul_byte_is_400_invalid_command(sh, command):
     r = sh.post({"command": command})
@@ -217,8 +225,9 @@ def test_orphans_are_reaped_by_the_runner_and_exit_codes_stay_right(sh):
     """A background child and a daemonising subshell's child outlive the shell: they are
     re-parented to the runner (a child subreaper), which reaps them once they exit,
     while each shell's own exit code still comes back right."""
-    out = sh.run("echo $PPID; sleep 1 >/dev/null 2>&1 & echo $!; "
-                 "(sleep 1 >/dev/null 2>&1 & echo $!); exit 3")
+    out = sh.run(
+        "echo $PPID; sleep 1 >/dev/null 2>&1 & echo $!; (sleep 1 >/dev/null 2>&1 & echo $!); exit 3"
+    )
     assert out["exit_code"] == 3, out
     runner, *orphans = (int(x) for x in out["stdout"].split())
     parents = [(_stat(p) or ("gone", 0))[1] for p in orphans]

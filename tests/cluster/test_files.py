@@ -69,16 +69,24 @@ def _quote_param(name: str) -> bytes:
     return b'"' + name.replace("\\", "\\\\").replace('"', '\\"').encode() + b'"'
 
 
-def form(name: str | None, data: bytes, content_type: str | None = None, *,
-         field: str = "file", extra: dict | None = None, raw_name: bytes | None = None
-         ) -> tuple[bytes, str]:
+def form(
+    name: str | None,
+    data: bytes,
+    content_type: str | None = None,
+    *,
+    field: str = "file",
+    extra: dict | None = None,
+    raw_name: bytes | None = None,
+) -> tuple[bytes, str]:
     """A multipart/form-data body built by hand (exactly what is sent: a part with no
     Content-Type really has none), and its Content-Type header."""
     boundary = "----omni" + uuid.uuid4().hex
     out = io.BytesIO()
     for key, value in (extra or {}).items():
-        out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'
-                  f"{value}\r\n".encode())
+        out.write(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'
+            f"{value}\r\n".encode()
+        )
     disposition = b'Content-Disposition: form-data; name="' + field.encode() + b'"'
     if raw_name is not None:
         disposition += b"; filename=" + raw_name
@@ -91,14 +99,14 @@ def form(name: str | None, data: bytes, content_type: str | None = None, *,
     return out.getvalue(), f"multipart/form-data; boundary={boundary}"
 
 
-def upload(client, sid: str, name: str | None, data: bytes, content_type: str | None = None,
-           **kw):
+def upload(client, sid: str, name: str | None, data: bytes, content_type: str | None = None, **kw):
     body, ctype = form(name, data, content_type, **kw)
     return client.post(files_url(sid), content=body, headers={"Content-Type": ctype})
 
 
-def uploaded(client, sid: str, name: str, data: bytes,
-             content_type: str | None = "application/octet-stream") -> dict:
+def uploaded(
+    client, sid: str, name: str, data: bytes, content_type: str | None = "application/octet-stream"
+) -> dict:
     r = upload(client, sid, name, data, content_type)
     assert r.status_code == 201, r.text
     return r.json()
@@ -117,8 +125,10 @@ def disposition_names(header: str) -> tuple[str, str]:
 def assert_error(r, status: int, code: str | None = None) -> None:
     """The contract's error: the status, and `{"error": {"code", "message"}}` as JSON."""
     assert r.status_code == status, (r.status_code, r.text)
-    assert r.headers.get("content-type", "").startswith("application/json"), \
-        (r.headers.get("content-type"), r.text)
+    assert r.headers.get("content-type", "").startswith("application/json"), (
+        r.headers.get("content-type"),
+        r.text,
+    )
     body = r.json()
     assert set(body) == {"error"} and isinstance(body["error"]["message"], str), body
     assert body["error"]["message"]
@@ -140,17 +150,28 @@ class RawPost:
     """A POST on a plain socket, to send exactly what a broken or hostile client sends:
     a Content-Length that lies, a body cut short, a chunked body, a close mid-way."""
 
-    def __init__(self, base_url: str, token: str | None, path: str, content_type: str,
-                 content_length: int | None = None, headers: dict | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        path: str,
+        content_type: str,
+        content_length: int | None = None,
+        headers: dict | None = None,
+    ) -> None:
         u = urlsplit(base_url)
         self.sock = socket.create_connection((u.hostname, u.port), timeout=30)
         self.chunked = content_length is None
-        head = [f"POST {path} HTTP/1.1", f"Host: {u.hostname}:{u.port}",
-                f"Content-Type: {content_type}"]
+        head = [
+            f"POST {path} HTTP/1.1",
+            f"Host: {u.hostname}:{u.port}",
+            f"Content-Type: {content_type}",
+        ]
         if token:
             head.append(f"Authorization: Bearer {token}")
-        head.append("Transfer-Encoding: chunked" if self.chunked
-                    else f"Content-Length: {content_length}")
+        head.append(
+            "Transfer-Encoding: chunked" if self.chunked else f"Content-Length: {content_length}"
+        )
         head += [f"{k}: {v}" for k, v in (headers or {}).items()]
         self.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
         self.sent = 0
@@ -187,17 +208,21 @@ class RawPost:
 
     def close(self, reset: bool = False) -> None:
         if reset:  # RST instead of FIN
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00"
-                                 b"\x00\x00\x00\x00")
+            self.sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
         self.sock.close()
 
 
-def file_head(name: str = "big.bin", content_type: str = "application/octet-stream"
-              ) -> tuple[bytes, bytes, str]:
+def file_head(
+    name: str = "big.bin", content_type: str = "application/octet-stream"
+) -> tuple[bytes, bytes, str]:
     """(the bytes before a file part's data, the bytes after it, the body's content type)."""
     boundary = "----omni" + uuid.uuid4().hex
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-            f"filename=\"{name}\"\r\nContent-Type: {content_type}\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="{name}"\r\nContent-Type: {content_type}\r\n\r\n'
+    ).encode()
     return head, f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -206,8 +231,10 @@ def api_pid(home: str) -> int:
     found = []
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if b"ServeReplica" in Path(f"/proc/{entry}/cmdline").read_bytes()[:200] \
-                    and proc_env(int(entry)).get("HOME") == home:
+            if (
+                b"ServeReplica" in Path(f"/proc/{entry}/cmdline").read_bytes()[:200]
+                and proc_env(int(entry)).get("HOME") == home
+            ):
                 found.append(int(entry))
         except (FileNotFoundError, PermissionError, ProcessLookupError):
             pass
@@ -293,27 +320,49 @@ def capped():
 
 ROUND_TRIPS = [
     # (id, filename, part Content-Type (None: the part has none), data, expected type)
-    ("csv", "data.csv", "text/csv", b"id,name\r\n1,Ann\r\n2,\xc3\x89mile\r\n3,caf\xe9\r\n",
-     "text/csv"),
+    (
+        "csv",
+        "data.csv",
+        "text/csv",
+        b"id,name\r\n1,Ann\r\n2,\xc3\x89mile\r\n3,caf\xe9\r\n",
+        "text/csv",
+    ),
     ("png", "image.png", "image/png", _png(), "image/png"),
     ("tarball", "bundle.tar.gz", "application/gzip", _tarball(), "application/gzip"),
     ("no-extension", "Makefile", None, b"all:\n\techo hi\n", "application/octet-stream"),
     ("zero-bytes", "empty.dat", "application/octet-stream", b"", "application/octet-stream"),
-    ("every-byte-value", "bytes.bin", "application/octet-stream", _every_byte(),
-     "application/octet-stream"),
+    (
+        "every-byte-value",
+        "bytes.bin",
+        "application/octet-stream",
+        _every_byte(),
+        "application/octet-stream",
+    ),
     ("guessed-png", "photo.png", None, _png()[:5000], "image/png"),
     ("guessed-csv", "table.csv", None, b"a,b\n1,2\n", "text/csv"),
-    ("declared-with-params", "x.json", "application/json; charset=utf-16",
-     '{"k": "v"}'.encode("utf-16"), "application/json; charset=utf-16"),
-    ("html-is-not-rendered", "page.html", "text/html", b"<script>alert(1)</script>",
-     "text/html"),
-    ("declared-beats-name", "notes.txt", "application/x-custom", b"\x00\x01\x02",
-     "application/x-custom"),
+    (
+        "declared-with-params",
+        "x.json",
+        "application/json; charset=utf-16",
+        '{"k": "v"}'.encode("utf-16"),
+        "application/json; charset=utf-16",
+    ),
+    ("html-is-not-rendered", "page.html", "text/html", b"<script>alert(1)</script>", "text/html"),
+    (
+        "declared-beats-name",
+        "notes.txt",
+        "application/x-custom",
+        b"\x00\x01\x02",
+        "application/x-custom",
+    ),
 ]
 
 
-@pytest.mark.parametrize("name, ctype, data, expected_type",
-                         [c[1:] for c in ROUND_TRIPS], ids=[c[0] for c in ROUND_TRIPS])
+@pytest.mark.parametrize(
+    "name, ctype, data, expected_type",
+    [c[1:] for c in ROUND_TRIPS],
+    ids=[c[0] for c in ROUND_TRIPS],
+)
 def test_round_trip_of_any_bytes_and_type(world, sid, name, ctype, data, expected_type):
     r = upload(world.alice, sid, name, data, ctype)
     assert r.status_code == 201, r.text
@@ -346,8 +395,11 @@ def test_round_trip_of_any_bytes_and_type(world, sid, name, ctype, data, expecte
 def test_upload_like_curl_form(world, sid):
     """A stock client (httpx `files=`, i.e. `curl -F file=@…`) works as it is."""
     data = b"x,y\n" * 1000
-    r = world.alice.post(files_url(sid), files={"file": ("plain.csv", data, "text/csv")},
-                         data={"purpose": "assistants"})
+    r = world.alice.post(
+        files_url(sid),
+        files={"file": ("plain.csv", data, "text/csv")},
+        data={"purpose": "assistants"},
+    )
     assert r.status_code == 201, r.text
     meta = r.json()["metadata"]
     assert (meta["filename"], meta["bytes"], meta["sha256"]) == ("plain.csv", len(data), sha(data))
@@ -411,13 +463,13 @@ def test_range_requests_resume_a_download(world, sid, blob):
     size = len(data)
     etag = f'"{sha(data)}"'
     cases = [
-        ("bytes=1000000-", 1000000, size),          # resume where the download broke off
+        ("bytes=1000000-", 1000000, size),  # resume where the download broke off
         ("bytes=0-0", 0, 1),
-        ("bytes=100-199", 100, 200),                # a middle range
+        ("bytes=100-199", 100, 200),  # a middle range
         (f"bytes={MiB - 5}-{2 * MiB + 5}", MiB - 5, 2 * MiB + 6),  # across read chunks
-        ("bytes=-100", size - 100, size),           # the last 100 bytes
+        ("bytes=-100", size - 100, size),  # the last 100 bytes
         (f"bytes={size - 1}-", size - 1, size),
-        (f"bytes=10-{size + 1000}", 10, size),      # an end past the end is cut
+        (f"bytes=10-{size + 1000}", 10, size),  # an end past the end is cut
     ]
     for rng, start, end in cases:
         r = world.alice.get(url, headers={"Range": rng})
@@ -445,8 +497,9 @@ def test_range_requests_resume_a_download(world, sid, blob):
 
 def test_unsatisfiable_range_is_416_with_the_error_shape(world, sid, blob):
     fid, data = blob
-    r = world.alice.get(files_url(sid, f"/{fid}/content"),
-                        headers={"Range": f"bytes={len(data) + 10}-"})
+    r = world.alice.get(
+        files_url(sid, f"/{fid}/content"), headers={"Range": f"bytes={len(data) + 10}-"}
+    )
     assert r.status_code == 416
     assert r.headers["content-range"] == f"bytes */{len(data)}"
     assert_error(r, 416)
@@ -492,8 +545,13 @@ def test_client_gone_mid_upload_leaves_nothing(world, fresh, framing, how):
     home = world.server.home
     before = incoming(home)
     head, _, ctype = file_head()
-    post = RawPost(world.server.url, world.server.token, files_url(sid), ctype,
-                   content_length=64 * MiB if framing == "content-length" else None)
+    post = RawPost(
+        world.server.url,
+        world.server.token,
+        files_url(sid),
+        ctype,
+        content_length=64 * MiB if framing == "content-length" else None,
+    )
     assert post.send(head)
     for _ in range(16):
         assert post.send(os.urandom(128 * 1024))
@@ -517,8 +575,9 @@ def test_malformed_uploads_are_400(world, fresh):
     post = world.alice.post
     r = post(files_url(sid), json={"file": "not multipart"})
     assert_error(r, 400, "invalid_upload")
-    r = post(files_url(sid), content=b"raw bytes", headers={"Content-Type":
-                                                             "application/octet-stream"})
+    r = post(
+        files_url(sid), content=b"raw bytes", headers={"Content-Type": "application/octet-stream"}
+    )
     assert_error(r, 400, "invalid_upload")
     r = post(files_url(sid), content=b"x", headers={"Content-Type": "multipart/form-data"})
     assert_error(r, 400, "invalid_upload")  # no boundary
@@ -526,23 +585,38 @@ def test_malformed_uploads_are_400(world, fresh):
     assert_error(r, 400, "invalid_upload")
     # multipart, but no `file` part
     body, ctype = form("x.txt", b"data", "text/plain", field="document")
-    assert_error(post(files_url(sid), content=body, headers={"Content-Type": ctype}),
-                 400, "invalid_upload")
+    assert_error(
+        post(files_url(sid), content=body, headers={"Content-Type": ctype}), 400, "invalid_upload"
+    )
     body, ctype = form(None, b"", None, field="purpose")
-    assert_error(post(files_url(sid), content=body, headers={"Content-Type": ctype}),
-                 400, "invalid_upload")
+    assert_error(
+        post(files_url(sid), content=body, headers={"Content-Type": ctype}), 400, "invalid_upload"
+    )
     # an empty multipart body, and one that is not multipart inside
-    assert_error(post(files_url(sid), content=b"",
-                      headers={"Content-Type": "multipart/form-data; boundary=abc"}),
-                 400, "invalid_upload")
-    assert_error(post(files_url(sid), content=b"hello world, no boundary here",
-                      headers={"Content-Type": "multipart/form-data; boundary=abc"}),
-                 400, "invalid_upload")
+    assert_error(
+        post(
+            files_url(sid),
+            content=b"",
+            headers={"Content-Type": "multipart/form-data; boundary=abc"},
+        ),
+        400,
+        "invalid_upload",
+    )
+    assert_error(
+        post(
+            files_url(sid),
+            content=b"hello world, no boundary here",
+            headers={"Content-Type": "multipart/form-data; boundary=abc"},
+        ),
+        400,
+        "invalid_upload",
+    )
     # a `file` part that never ends (the body stops inside it)
     body, ctype = form("cut.bin", os.urandom(300_000), "application/octet-stream")
     cut = body[: body.rindex(b"\r\n--")]
-    assert_error(post(files_url(sid), content=cut, headers={"Content-Type": ctype}),
-                 400, "invalid_upload")
+    assert_error(
+        post(files_url(sid), content=cut, headers={"Content-Type": ctype}), 400, "invalid_upload"
+    )
     assert incoming(home) == before and stored(home, sid) == []
     assert world.alice.get(files_url(sid)).json()["data"] == []
 
@@ -566,7 +640,7 @@ def test_over_the_cap_is_413_and_nothing_is_stored(capped):
         body, ctype = form("over.bin", data + b"!", "application/octet-stream")
         post = RawPost(server.url, server.token, files_url(sid), ctype, len(body))
         for i in range(0, len(body), 64 * 1024):
-            if not post.send(body[i:i + 64 * 1024]):
+            if not post.send(body[i : i + 64 * 1024]):
                 break
         status, _, raw = post.response()
         assert status == 413
@@ -583,8 +657,14 @@ def test_over_the_cap_is_413_and_nothing_is_stored(capped):
         assert set(err) == {"error"} and err["error"]["code"] == "payload_too_large"
         assert err["error"]["message"]
         # the same as curl sends it (`Expect: 100-continue`): no "go on", the 413 at once
-        post = RawPost(server.url, server.token, files_url(sid), ctype, 50 * CAP,
-                       headers={"Expect": "100-continue"})
+        post = RawPost(
+            server.url,
+            server.token,
+            files_url(sid),
+            ctype,
+            50 * CAP,
+            headers={"Expect": "100-continue"},
+        )
         status, _, raw = post.response(timeout=10)
         assert status == 413 and json.loads(raw)["error"]["code"] == "payload_too_large"
 
@@ -616,8 +696,12 @@ def test_concurrent_uploads_to_one_session(world, fresh):
     sid = fresh()
     blobs = {f"par{i}.bin": os.urandom(3 * MiB + i) for i in range(6)}
     with ThreadPoolExecutor(6) as pool:
-        results = list(pool.map(lambda kv: upload(world.alice, sid, kv[0], kv[1],
-                                                  "application/octet-stream"), blobs.items()))
+        results = list(
+            pool.map(
+                lambda kv: upload(world.alice, sid, kv[0], kv[1], "application/octet-stream"),
+                blobs.items(),
+            )
+        )
     assert [r.status_code for r in results] == [201] * 6
     for r in results:
         meta = r.json()["metadata"]
@@ -641,8 +725,11 @@ def test_files_without_a_runner(world, fresh):
     r = world.alice.get(f"/v1/sessions/{sid}/resources/{fid}")
     assert r.status_code == 200 and r.json() == res
     # …the runner's inventory does not
-    assert_error(world.alice.get(f"/v1/sessions/{sid}/resources", params={"type": "file"}),
-                 409, "runner_not_bound")
+    assert_error(
+        world.alice.get(f"/v1/sessions/{sid}/resources", params={"type": "file"}),
+        409,
+        "runner_not_bound",
+    )
     assert_error(world.alice.post(files_url(sid, f"/{fid}/fetch")), 409, "runner_not_bound")
     r = world.alice.delete(files_url(sid, f"/{fid}"))
     assert r.status_code == 200
@@ -676,9 +763,10 @@ def test_the_runner_reads_files_on_its_own_host(world):
         assert not real.startswith(os.path.realpath(world.server.home) + os.sep)
         assert Path(path).read_bytes() == data
         # the agent, in its environment, reads it there
-        sh = alice.post(env_url(sid, "/shell"),
-                        json={"command": f"sha256sum {shlex.quote(path)}; stat -c %s "
-                                         f"{shlex.quote(path)}"})
+        sh = alice.post(
+            env_url(sid, "/shell"),
+            json={"command": f"sha256sum {shlex.quote(path)}; stat -c %s {shlex.quote(path)}"},
+        )
         assert sh.status_code == 200, sh.text
         out = sh.json()
         assert out["exit_code"] == 0, out
@@ -706,15 +794,17 @@ def test_the_runner_reads_files_on_its_own_host(world):
         listing = alice.get(f"/v1/sessions/{sid}/resources", params={"type": "file"})
         assert listing.status_code == 200, listing.text
         body = listing.json()
-        want = [alice.get(files_url(sid, f"/{f['id']}")).json()
-                for f in (before_launch, empty, late)]
+        want = [
+            alice.get(files_url(sid, f"/{f['id']}")).json() for f in (before_launch, empty, late)
+        ]
         assert sorted(body["data"], key=lambda x: x["id"]) == want
         assert body["object"] == "list" and body["has_more"] is False
         assert body["first_id"] == body["data"][0]["id"]
         assert body["last_id"] == body["data"][-1]["id"]
         everything = alice.get(f"/v1/sessions/{sid}/resources").json()["data"]
-        assert {(x["type"], x["id"]) for x in everything} == \
-            {("environment", "default")} | {("file", f["id"]) for f in want}
+        assert {(x["type"], x["id"]) for x in everything} == {("environment", "default")} | {
+            ("file", f["id"]) for f in want
+        }
         envs = alice.get(f"/v1/sessions/{sid}/resources", params={"type": "environment"})
         assert [x["id"] for x in envs.json()["data"]] == ["default"]
         r = alice.get(f"/v1/sessions/{sid}/resources/{fid}")
@@ -737,8 +827,12 @@ def test_the_runner_reads_files_on_its_own_host(world):
 
 def test_files_survive_a_server_restart(capped):
     server = capped.server
-    blobs = {"a.bin": os.urandom(700_000), "empty": b"", "résumé.csv": b"x,y\n1,2\n",
-             "gone.txt": b"deleted before the restart"}
+    blobs = {
+        "a.bin": os.urandom(700_000),
+        "empty": b"",
+        "résumé.csv": b"x,y\n1,2\n",
+        "gone.txt": b"deleted before the restart",
+    }
     with server.client(server.token) as alice:
         sid = new_session(alice)["id"]
         ids = {name: uploaded(alice, sid, name, data)["id"] for name, data in blobs.items()}
@@ -757,14 +851,16 @@ def test_files_survive_a_server_restart(capped):
             d = alice.get(files_url(sid, f"/{fid}/content"))
             assert d.status_code == 200 and d.content == blobs[name]
             assert d.headers["etag"] == f'"{sha(blobs[name])}"'
-            r = alice.get(files_url(sid, f"/{fid}/content"),
-                          headers={"If-None-Match": d.headers["etag"]})
+            r = alice.get(
+                files_url(sid, f"/{fid}/content"), headers={"If-None-Match": d.headers["etag"]}
+            )
             assert r.status_code == 304
         # and it goes on: upload, delete after the restart
         new = uploaded(alice, sid, "after.bin", b"after")
         assert alice.delete(files_url(sid, f"/{ids['a.bin']}")).status_code == 200
-        assert sorted(stored(server.home, sid)) == sorted([ids["empty"], ids["résumé.csv"],
-                                                           new["id"]])
+        assert sorted(stored(server.home, sid)) == sorted(
+            [ids["empty"], ids["résumé.csv"], new["id"]]
+        )
 
 
 # --- 4. ownership, auth, delete, listing -----------------------------------------------
@@ -784,15 +880,16 @@ def test_a_file_of_another_session_or_user_is_404(world, fresh):
     assert_error(bob.get(files_url(mine)), 404, "session_not_found")
     assert_error(upload(bob, mine, "intruder.bin", b"x"), 404, "session_not_found")
     assert_error(upload(alice, "conv_nope", "x.bin", b"x"), 404, "session_not_found")
-    assert_error(alice.get(files_url(mine, "/file_0000000000000000000000")), 404,
-                 "file_not_found")
+    assert_error(alice.get(files_url(mine, "/file_0000000000000000000000")), 404, "file_not_found")
     assert_error(alice.get(files_url(mine, "/file_0000000000000000000000/content")), 404)
     assert_error(alice.delete(files_url(mine, "/file_0000000000000000000000")), 404)
-    for call in [lambda: world.anon.get(files_url(mine)),
-                 lambda: world.anon.get(files_url(mine, f"/{fid}")),
-                 lambda: world.anon.get(files_url(mine, f"/{fid}/content")),
-                 lambda: world.anon.delete(files_url(mine, f"/{fid}")),
-                 lambda: upload(world.anon, mine, "anon.bin", b"x")]:
+    for call in [
+        lambda: world.anon.get(files_url(mine)),
+        lambda: world.anon.get(files_url(mine, f"/{fid}")),
+        lambda: world.anon.get(files_url(mine, f"/{fid}/content")),
+        lambda: world.anon.delete(files_url(mine, f"/{fid}")),
+        lambda: upload(world.anon, mine, "anon.bin", b"x"),
+    ]:
         assert_error(call(), 401)
     with world.server.client("omg_not_a_token") as wrong:
         assert_error(wrong.get(files_url(mine, f"/{fid}/content")), 401)
@@ -833,8 +930,7 @@ def test_deleting_the_session_removes_its_files(world):
 def test_listing_pages_in_both_orders(world, fresh):
     sid = fresh()
     alice = world.alice
-    ids = [uploaded(alice, sid, f"n{i:02}.txt", b"%d" % i, "text/plain")["id"]
-           for i in range(25)]
+    ids = [uploaded(alice, sid, f"n{i:02}.txt", b"%d" % i, "text/plain")["id"] for i in range(25)]
     assert ids == sorted(ids)  # ids sort in creation order
     rev = ids[::-1]
 
@@ -846,10 +942,13 @@ def test_listing_pages_in_both_orders(world, fresh):
         got = [f["id"] for f in body["data"]]
         assert body["first_id"] == (got[0] if got else None)
         assert body["last_id"] == (got[-1] if got else None)
-        assert all(f["type"] == "file" and set(f["metadata"]) == FILE_KEYS
-                   for f in body["data"])
-        return {"ids": got, "more": body["has_more"], "last": body["last_id"],
-                "first": body["first_id"]}
+        assert all(f["type"] == "file" and set(f["metadata"]) == FILE_KEYS for f in body["data"])
+        return {
+            "ids": got,
+            "more": body["has_more"],
+            "last": body["last_id"],
+            "first": body["first_id"],
+        }
 
     default = page()  # newest first, 20
     assert default["ids"] == rev[:20] and default["more"] is True
@@ -879,8 +978,7 @@ def test_listing_pages_in_both_orders(world, fresh):
     assert p["ids"] == ids[13:23] and p["more"] is True
     p = page(limit=10, after=ids[12])
     assert p["ids"] == ids[:12][::-1][:10] and p["more"] is True
-    for bad in ({"limit": 0}, {"limit": 1001}, {"limit": "ten"}, {"order": "up"},
-                {"order": "ASC"}):
+    for bad in ({"limit": 0}, {"limit": 1001}, {"limit": "ten"}, {"order": "up"}, {"order": "ASC"}):
         assert_error(alice.get(files_url(sid), params=bad), 422, "validation_error")
 
 
@@ -912,9 +1010,12 @@ def test_a_large_file_streams_both_ways(world, fresh):
         pass  # then the peak so far is the base: a weaker check, still one
     base = peak_rss(pid)
     t0 = time.monotonic()
-    r = world.alice.post(files_url(sid), content=body(), headers={
-        "Content-Type": ctype, "Content-Length": str(len(head) + size + len(tail))},
-        timeout=300)
+    r = world.alice.post(
+        files_url(sid),
+        content=body(),
+        headers={"Content-Type": ctype, "Content-Length": str(len(head) + size + len(tail))},
+        timeout=300,
+    )
     up_s = time.monotonic() - t0
     assert r.status_code == 201, r.text
     want = digest.hexdigest()
@@ -942,8 +1043,9 @@ def test_a_large_file_streams_both_ways(world, fresh):
             if n >= cut:
                 break
     # …and resumed where it stopped
-    with world.alice.stream("GET", url, headers={"Range": f"bytes={cut}-",
-                                                 "If-Range": f'"{want}"'}, timeout=300) as d:
+    with world.alice.stream(
+        "GET", url, headers={"Range": f"bytes={cut}-", "If-Range": f'"{want}"'}, timeout=300
+    ) as d:
         assert d.status_code == 206
         assert d.headers["content-range"] == f"bytes {cut}-{size - 1}/{size}"
         for chunk in d.iter_raw():

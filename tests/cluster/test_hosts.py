@@ -45,8 +45,11 @@ def test_root_lists_each_hosts_own_home(world):
     assert "only-on-a" in names_a and "only-on-a" not in names_b
     assert "only-on-b.txt" in names_b and "only-on-b.txt" not in names_a
     entry = next(e for e in a["data"] if e["name"] == "only-on-a")
-    assert entry == {**entry, "path": os.path.join(world.node_a.home, "only-on-a"),
-                     "type": "directory"}
+    assert entry == {
+        **entry,
+        "path": os.path.join(world.node_a.home, "only-on-a"),
+        "type": "directory",
+    }
     assert a["object"] == "list" and a["has_more"] is False
 
 
@@ -73,8 +76,9 @@ def tree(world, tmp_path_factory):
 
 
 def _browse(world, path, **params):
-    return world.alice.get(f"/v1/hosts/{world.host_a}/filesystem/{str(path).lstrip('/')}",
-                           params=params)
+    return world.alice.get(
+        f"/v1/hosts/{world.host_a}/filesystem/{str(path).lstrip('/')}", params=params
+    )
 
 
 def test_entries_hidden_symlinks_sorted(world, tree):
@@ -119,8 +123,9 @@ def test_bad_paths(world, tree):
     r = world.alice.get(f"/v1/hosts/{hid}/filesystem/tmp%00x")
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_path"
     for raw in ("sub/../../..", "%2E%2E/x", "..%2Fx", "sub/.."):
-        status, body = raw_get(world.server.url, world.server.token,
-                               f"/v1/hosts/{hid}/filesystem{tree}/{raw}")
+        status, body = raw_get(
+            world.server.url, world.server.token, f"/v1/hosts/{hid}/filesystem{tree}/{raw}"
+        )
         assert (status, body["error"]["code"]) == (400, "invalid_path"), raw
     r = _browse(world, tree / "missing")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"

@@ -60,8 +60,9 @@ def test_second_launch_is_400_and_concurrent_launches_give_one_winner(world):
 
     s2 = new_session(world.alice)
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(
-            lambda _: launch(world.alice, world.host_a, s2["id"], str(ws)), range(2)))
+        results = list(
+            pool.map(lambda _: launch(world.alice, world.host_a, s2["id"], str(ws)), range(2))
+        )
     codes = sorted(r.status_code for r in results)
     assert codes == [200, 400], [r.text for r in results]
     winner = next(r for r in results if r.status_code == 200).json()["runner_id"]
@@ -94,16 +95,25 @@ def _repo(root: Path) -> Path:
     repo = root / "repo"
     if not repo.exists():
         repo.mkdir(parents=True)
-        env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+        env = {
+            **os.environ,
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+        }
         for cmd in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "c"]):
             subprocess.run(["git", "-C", str(repo), *cmd], check=True, env=env)
     return repo
 
 
 def _branches(repo: Path) -> list[str]:
-    out = subprocess.run(["git", "-C", str(repo), "branch", "--format=%(refname:short)"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["git", "-C", str(repo), "branch", "--format=%(refname:short)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.split()
 
 
@@ -122,12 +132,22 @@ def test_git_worktree_on_new_branch(world):
     s2 = new_session(world.alice)
     r = launch(world.alice, world.host_b, s2["id"], str(repo), git={"branch_name": "feat/one"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_branch"
-    r = launch(world.alice, world.host_b, s2["id"], str(repo),
-               git={"branch_name": "feat/two", "base_branch": "nope"})
+    r = launch(
+        world.alice,
+        world.host_b,
+        s2["id"],
+        str(repo),
+        git={"branch_name": "feat/two", "base_branch": "nope"},
+    )
     assert r.status_code == 400 and "feat/two" not in _branches(repo)
     # binding an existing worktree as it is
-    r = launch(world.alice, world.host_b, s2["id"], str(tree),
-               git={"branch_name": "feat/one", "existing_worktree": True})
+    r = launch(
+        world.alice,
+        world.host_b,
+        s2["id"],
+        str(tree),
+        git={"branch_name": "feat/one", "existing_worktree": True},
+    )
     assert r.status_code == 200, r.text
     assert world.alice.get(f"/v1/sessions/{s2['id']}").json()["git_branch"] == "feat/one"
 
@@ -142,8 +162,9 @@ def test_bad_branch_names_are_400(world, name):
 def test_failed_launch_rolls_the_worktree_back(world, tmp_path):
     """A host whose runners cannot start: the new worktree and branch are removed again."""
     home = str(tmp_path)
-    node = RayNode(world.server, "127.0.0.16", home,
-                   env={"OMNIGENT_FAULT_RUNNER_START": "1"}).wait_started()
+    node = RayNode(
+        world.server, "127.0.0.16", home, env={"OMNIGENT_FAULT_RUNNER_START": "1"}
+    ).wait_started()
     try:
         host = node.wait_host(world.alice)
         repo = _repo(Path(home))
@@ -161,8 +182,10 @@ def test_failed_launch_rolls_the_worktree_back(world, tmp_path):
 def test_create_session_with_host_launches_at_once(world):
     s = new_session(world.alice, host_id=world.host_a, workspace=world.node_a.home)
     assert s["status"] == "running" and s["runner_id"] and s["host_id"] == world.host_a
-    r = world.alice.post("/v1/sessions", json={"agent": {"name": "x"}, "host_id": world.host_a,
-                                               "workspace": "/nope/nope"})
+    r = world.alice.post(
+        "/v1/sessions",
+        json={"agent": {"name": "x"}, "host_id": world.host_a, "workspace": "/nope/nope"},
+    )
     assert r.status_code == 400
     r = world.alice.post("/v1/sessions", json={"agent": {"name": "x"}, "host_id": world.host_a})
     assert r.status_code == 400 and r.json()["error"]["code"] == "workspace_required"

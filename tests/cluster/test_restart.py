@@ -84,8 +84,10 @@ def _session_actor_pids(home: str) -> list[int]:
     pids = []
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if Path(f"/proc/{entry}/cmdline").read_bytes().startswith(b"ray::SessionActor") \
-                    and proc_env(int(entry)).get("HOME") == home:
+            if (
+                Path(f"/proc/{entry}/cmdline").read_bytes().startswith(b"ray::SessionActor")
+                and proc_env(int(entry)).get("HOME") == home
+            ):
                 pids.append(int(entry))
         except (FileNotFoundError, PermissionError, ProcessLookupError):
             pass

@@ -9,10 +9,12 @@ from pathlib import Path
 
 
 def _secrets(world) -> dict[str, bytes]:
-    return {"bearer token": world.server.token.encode(),
-            "ray token": world.server.ray_token.encode(),
-            "admin join key": world.server.join_key.encode(),
-            "bob's join key": world.server.join_key_of("bob").encode()}
+    return {
+        "bearer token": world.server.token.encode(),
+        "ray token": world.server.ray_token.encode(),
+        "admin join key": world.server.join_key.encode(),
+        "bob's join key": world.server.join_key_of("bob").encode(),
+    }
 
 
 def test_no_secret_in_any_command_line(world):
@@ -40,8 +42,13 @@ def _files(roots: list[str]):
 
 
 def test_no_secret_in_a_file_others_can_read(world):
-    roots = [world.server.home, world.node_a.home, world.node_b.home, world.node_bob.home,
-             "/tmp/ray"]
+    roots = [
+        world.server.home,
+        world.node_a.home,
+        world.node_b.home,
+        world.node_bob.home,
+        "/tmp/ray",
+    ]
     secrets = _secrets(world)
     exposed, seen = [], 0
     for path, st in _files(roots):

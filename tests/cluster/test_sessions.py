@@ -42,13 +42,18 @@ def test_list_pages_in_both_orders(world):
 
 def test_bad_bodies_are_4xx_with_the_error_shape(world):
     cases = [
-        b"{not json", b"[]", b'{"title": "no agent"}', b'{"agent": {"name": ""}}',
+        b"{not json",
+        b"[]",
+        b'{"title": "no agent"}',
+        b'{"agent": {"name": ""}}',
         b'{"agent": {"name": "a", "terminals": {"t": {"args": []}}}}',
-        b'{"agent": "x"}', b'{"agent": {"name": "a"}, "title": 5}',
+        b'{"agent": "x"}',
+        b'{"agent": {"name": "a"}, "title": 5}',
     ]
     for body in cases:
-        r = world.alice.post("/v1/sessions", content=body,
-                             headers={"Content-Type": "application/json"})
+        r = world.alice.post(
+            "/v1/sessions", content=body, headers={"Content-Type": "application/json"}
+        )
         assert r.status_code == 422, (body, r.text)
         assert r.json()["error"]["code"] == "validation_error"
     r = world.alice.get("/v1/runners/runner_nope")

@@ -37,11 +37,14 @@ from tests.cluster.helpers import (
 
 MiB = 1024 * 1024
 BASH = {"command": "bash", "args": ["--norc", "--noprofile"]}
-AGENT_T = {"name": "terminals-test",
-           "terminals": {"shell": BASH, "tiny": {**BASH, "scrollback": 4096}}}
+AGENT_T = {
+    "name": "terminals-test",
+    "terminals": {"shell": BASH, "tiny": {**BASH, "scrollback": 4096}},
+}
 
 
 # --- sessions and REST ---------------------------------------------------------------------
+
 
 @dataclass
 class Sess:
@@ -115,8 +118,10 @@ def _stat(pid: str) -> tuple[str, list[bytes]] | None:
             raw = f.read()
     except OSError:
         return None
-    return (raw[raw.index(b"(") + 1:raw.rindex(b")")].decode(errors="replace"),
-            raw.rsplit(b")", 1)[1].split())
+    return (
+        raw[raw.index(b"(") + 1 : raw.rindex(b")")].decode(errors="replace"),
+        raw.rsplit(b")", 1)[1].split(),
+    )
 
 
 def session_members(leader: int, comm: str) -> list[int]:
@@ -151,8 +156,11 @@ def signal_masks(pid: int) -> dict[str, list[str]]:
         key, _, value = line.partition(":")
         if key in ("SigIgn", "SigBlk"):
             mask = int(value.strip(), 16)
-            found[key] = [signal.Signals(n).name for n in range(1, 32)
-                          if mask & (1 << (n - 1)) and n in signal.Signals._value2member_map_]
+            found[key] = [
+                signal.Signals(n).name
+                for n in range(1, 32)
+                if mask & (1 << (n - 1)) and n in signal.Signals._value2member_map_
+            ]
     return found
 
 
@@ -172,8 +180,10 @@ _ALICE = object()
 
 
 def ws_url(world, sid: str, tid: str, read_only: bool = False) -> str:
-    url = (world.server.url.replace("http", "ws", 1)
-           + f"/v1/sessions/{sid}/resources/terminals/{tid}/attach")
+    url = (
+        world.server.url.replace("http", "ws", 1)
+        + f"/v1/sessions/{sid}/resources/terminals/{tid}/attach"
+    )
     return url + ("?read_only=true" if read_only else "")
 
 
@@ -185,9 +195,9 @@ class Screen:
     def __init__(self, ws) -> None:
         self.ws = ws
         self.buf = bytearray()
-        self.mark = 0          # output before this was matched already
-        self.received = 0      # bytes received in all
-        self.text_frames = 0   # output must come as binary frames
+        self.mark = 0  # output before this was matched already
+        self.received = 0  # bytes received in all
+        self.text_frames = 0  # output must come as binary frames
 
     async def _more(self, timeout: float) -> int:
         """Receive one frame; how many bytes were cut from the front of `buf`."""
@@ -220,15 +230,18 @@ class Screen:
             scan = max(self.mark, len(self.buf) - 1024)
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"no {pattern!r} within {timeout}s; "
-                                     f"last output: {self.tail()!r}")
+                raise AssertionError(
+                    f"no {pattern!r} within {timeout}s; last output: {self.tail()!r}"
+                )
             try:
                 scan = max(0, scan - await self._more(left))
             except TimeoutError:
                 pass
             except ConnectionClosed:
-                raise AssertionError(f"closed (code {self.ws.close_code}) before {pattern!r}; "
-                                     f"last output: {self.tail()!r}") from None
+                raise AssertionError(
+                    f"closed (code {self.ws.close_code}) before {pattern!r}; "
+                    f"last output: {self.tail()!r}"
+                ) from None
 
     async def collect(self, seconds: float) -> bytes:
         """Everything that arrives within `seconds`."""
@@ -239,7 +252,7 @@ class Screen:
                 start -= await self._more(left)
             except (TimeoutError, ConnectionClosed):
                 break
-        return bytes(self.buf[max(0, start):])
+        return bytes(self.buf[max(0, start) :])
 
     async def closed(self, timeout: float = 10) -> int:
         """The close code, once the server closes the connection."""
@@ -268,17 +281,22 @@ class Screen:
         await self.ws.close()
 
 
-async def attach(world, sid: str, tid: str, *, token=_ALICE, read_only: bool = False,
-                 header: bool = True, **kw) -> Screen:
+async def attach(
+    world, sid: str, tid: str, *, token=_ALICE, read_only: bool = False, header: bool = True, **kw
+) -> Screen:
     token = world.server.token if token is _ALICE else token
     headers = {"Authorization": f"Bearer {token}"} if token and header else {}
-    ws = await websockets.connect(ws_url(world, sid, tid, read_only), additional_headers=headers,
-                                  max_size=None, open_timeout=20, **kw)
+    ws = await websockets.connect(
+        ws_url(world, sid, tid, read_only),
+        additional_headers=headers,
+        max_size=None,
+        open_timeout=20,
+        **kw,
+    )
     return Screen(ws)
 
 
-async def close_code_of(world, sid: str, tid: str, first_frame: str | None = None,
-                        **kw) -> int:
+async def close_code_of(world, sid: str, tid: str, first_frame: str | None = None, **kw) -> int:
     """Attach, optionally send one text frame, and return the code the server closes with."""
     screen = await attach(world, sid, tid, **kw)
     try:
@@ -290,6 +308,7 @@ async def close_code_of(world, sid: str, tid: str, first_frame: str | None = Non
 
 
 # --- fixtures ------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def sess(world):
@@ -316,6 +335,7 @@ def unbound(world):
 
 
 # --- 1. launch and list --------------------------------------------------------------------
+
 
 def test_launch_is_gated_on_the_spec_and_idempotent_per_key(world, sess):
     alice, sid = world.alice, sess.id
@@ -346,6 +366,7 @@ def test_launch_is_gated_on_the_spec_and_idempotent_per_key(world, sess):
                 out.append(await s.pid())
                 await s.close()
             return out
+
         p1, p2 = asyncio.run(pids())
         assert p1 != p2, "two session keys must be two terminals"
 
@@ -358,8 +379,7 @@ def test_launch_is_gated_on_the_spec_and_idempotent_per_key(world, sess):
         assert inventory.status_code == 200, inventory.text
         terms = {r["id"]: r for r in inventory.json()["data"] if r["type"] == "terminal"}
         assert set(terms) == {t1["id"], t2, t3}
-        assert all(r["environment"] == "default" and r["session_id"] == sid
-                   for r in terms.values())
+        assert all(r["environment"] == "default" and r["session_id"] == sid for r in terms.values())
         only = alice.get(f"/v1/sessions/{sid}/resources", params={"type": "terminal"}).json()
         assert {r["id"] for r in only["data"]} == set(terms)
         one = alice.get(f"/v1/sessions/{sid}/resources/{t2}")
@@ -374,8 +394,9 @@ def test_launch_is_gated_on_the_spec_and_idempotent_per_key(world, sess):
         first = alice.get(turl(sid), params={"limit": 2, "order": "asc"}).json()
         assert [t["id"] for t in first["data"]] == ids[:2] and first["has_more"] is True
         assert first["last_id"] == ids[1]
-        rest_ = alice.get(turl(sid), params={"limit": 2, "order": "asc",
-                                             "after": first["last_id"]}).json()
+        rest_ = alice.get(
+            turl(sid), params={"limit": 2, "order": "asc", "after": first["last_id"]}
+        ).json()
         assert [t["id"] for t in rest_["data"]] == ids[2:] and rest_["has_more"] is False
         back = alice.get(turl(sid), params={"limit": 1, "after": ids[-1]}).json()
         assert [t["id"] for t in back["data"]] == [ids[1]] and back["has_more"] is True
@@ -405,8 +426,10 @@ def test_terminals_need_a_runner_and_are_the_owners_only(world, sess, unbound):
 
 # --- 2. attach -----------------------------------------------------------------------------
 
+
 def test_attach_types_echoes_and_resizes(world, sess):
     with terminal(world, sess.id, "typing") as tid:
+
         async def scenario():
             s = await attach(world, sess.id, tid)
             await s.run("echo HELLO-$((6*7))")
@@ -422,12 +445,14 @@ def test_attach_types_echoes_and_resizes(world, sess):
             await s.expect(rb"[\r\n]19 81\r\n")
             assert s.text_frames == 0, "output must come in binary frames"
             await s.close()
+
         asyncio.run(scenario())
 
 
 def test_ctrl_c_interrupts_the_foreground_program(world, sess):
     """^C typed into a terminal reaches the foreground job as SIGINT, as in any terminal."""
     with terminal(world, sess.id, "interrupt") as tid:
+
         async def scenario():
             s = await attach(world, sess.id, tid)
             shell = await s.pid()
@@ -447,9 +472,11 @@ def test_ctrl_c_interrupts_the_foreground_program(world, sess):
             except AssertionError:
                 kill_in_session(shell, "sleep")
                 raise AssertionError(
-                    f"^C did not interrupt `sleep 30`; its signal masks: {masks}") from None
+                    f"^C did not interrupt `sleep 30`; its signal masks: {masks}"
+                ) from None
             assert b"NOT-2-INTERRUPTED" not in s.buf
             await s.close()
+
         asyncio.run(scenario())
 
 
@@ -457,22 +484,26 @@ def test_programs_get_sigpipe_as_usual(world, sess):
     """A pipeline's writer dies of SIGPIPE when the reader leaves (exit status 141), with
     no "Broken pipe" error: the terminal's programs must not inherit an ignored SIGPIPE."""
     with terminal(world, sess.id, "pipes") as tid:
+
         async def scenario():
             s = await attach(world, sess.id, tid)
             await s.run('yes | head -n 1 >/dev/null; echo "PIPE<${PIPESTATUS[0]}>"')
             m = await s.expect(rb"PIPE<(\d+)>")
-            shown = bytes(s.buf[:m.start()])
+            shown = bytes(s.buf[: m.start()])
             await s.close()
             return int(m.group(1)), shown
+
         status, shown = asyncio.run(scenario())
-        assert status == 141, (f"`yes` exited {status}, not killed by SIGPIPE (141); "
-                               f"output: {shown[-200:]!r}")
+        assert status == 141, (
+            f"`yes` exited {status}, not killed by SIGPIPE (141); output: {shown[-200:]!r}"
+        )
         assert b"Broken pipe" not in shown
 
 
 def test_read_only_client_sees_output_but_cannot_type(world, sess):
     marker = os.path.join(sess.ws, "ro-marker")
     with terminal(world, sess.id, "readonly") as tid:
+
         async def scenario():
             rw = await attach(world, sess.id, tid)
             ro = await attach(world, sess.id, tid, read_only=True)
@@ -487,6 +518,7 @@ def test_read_only_client_sees_output_but_cannot_type(world, sess):
             await ro.expect(rb"AFTER-6")
             await rw.close()
             await ro.close()
+
         asyncio.run(scenario())
     assert not os.path.exists(marker), "a read-only client's input reached the terminal"
     assert not os.path.exists(marker + "-text")
@@ -494,6 +526,7 @@ def test_read_only_client_sees_output_but_cannot_type(world, sess):
 
 def test_two_clients_see_the_same_output(world, sess):
     with terminal(world, sess.id, "shared") as tid:
+
         async def scenario():
             one = await attach(world, sess.id, tid)
             two = await attach(world, sess.id, tid)
@@ -508,11 +541,13 @@ def test_two_clients_see_the_same_output(world, sess):
             await two.run("echo STILL-$((10+3))")
             await two.expect(rb"STILL-13")
             await two.close()
+
         asyncio.run(scenario())
 
 
 def test_reattach_replays_output_made_while_detached(world, sess):
     with terminal(world, sess.id, "replay") as tid:
+
         async def scenario():
             s = await attach(world, sess.id, tid)
             await s.run("echo EARLY-$((5*5))")
@@ -527,13 +562,17 @@ def test_reattach_replays_output_made_while_detached(world, sess):
             await again.run("echo LIVE-$((7*7))")
             await again.expect(rb"LIVE-49")
             await again.close()
+
         asyncio.run(scenario())
 
 
 def test_replay_is_bounded_by_the_scrollback(world, sess):
     """The spec's `scrollback` (4096 bytes for `tiny`), else 1 MiB."""
-    with terminal(world, sess.id, "small", name="tiny") as tiny, \
-            terminal(world, sess.id, "big") as big:
+    with (
+        terminal(world, sess.id, "small", name="tiny") as tiny,
+        terminal(world, sess.id, "big") as big,
+    ):
+
         async def scenario():
             s = await attach(world, sess.id, tiny)
             await s.run("seq 100001 103000; echo TINY-END-$((1+1))")
@@ -554,6 +593,7 @@ def test_replay_is_bounded_by_the_scrollback(world, sess):
             assert b"BIG-END-3" in replay
             assert 900 * 1024 < len(replay) <= MiB, len(replay)
             await again.close()
+
         asyncio.run(scenario())
 
 
@@ -579,13 +619,21 @@ def test_a_client_that_stops_reading_is_dropped_with_1013(world, sess):
     # on the wire ("y\r\n"): more than the budget and every buffer on the way together
     flood = rmem + 3 * wmem + 4 * MiB + 8 * MiB
     with terminal(world, sess.id, "flood") as tid:
+
         async def scenario():
             fast = await attach(world, sess.id, tid)
             shell = await fast.pid()
             # never reads: a one-frame receive queue and a small socket buffer, and no
             # compression (`yes` would deflate 1000:1 and fit in any buffer)
-            slow = await attach(world, sess.id, tid, max_queue=1, ping_interval=None,
-                                sock=small_socket(world), compression=None)
+            slow = await attach(
+                world,
+                sess.id,
+                tid,
+                max_queue=1,
+                ping_interval=None,
+                sock=small_socket(world),
+                compression=None,
+            )
             await asyncio.sleep(0.3)
             start, t0 = fast.received, time.monotonic()
             await fast.run("yes")
@@ -593,9 +641,11 @@ def test_a_client_that_stops_reading_is_dropped_with_1013(world, sess):
                 try:
                     await fast._more(10)
                 except (TimeoutError, ConnectionClosed):
-                    raise AssertionError(f"the reading client stalled or was closed "
-                                         f"({fast.ws.close_code}) after "
-                                         f"{fast.received - start} bytes") from None
+                    raise AssertionError(
+                        f"the reading client stalled or was closed "
+                        f"({fast.ws.close_code}) after "
+                        f"{fast.received - start} bytes"
+                    ) from None
             seconds = time.monotonic() - t0
             assert kill_in_session(shell, "yes") == 1
             # the terminal is still usable, and the reading client still served
@@ -607,18 +657,23 @@ def test_a_client_that_stops_reading_is_dropped_with_1013(world, sess):
             except AssertionError:
                 raise AssertionError(
                     f"the stalled client was never dropped: it got {slow.received} of "
-                    f"{fast.received - start}+ bytes and is still open") from None
+                    f"{fast.received - start}+ bytes and is still open"
+                ) from None
             assert code == 1013, f"stalled client closed with {code}, not 1013"
             assert slow.received < fast.received - start
             await fast.close()
             return seconds, slow.received, fast.received - start
+
         seconds, lagged, total = asyncio.run(scenario())
-        print(f"flood {total / MiB:.0f} MiB in {seconds:.1f}s; the stalled client had "
-              f"{lagged / MiB:.1f} MiB")
+        print(
+            f"flood {total / MiB:.0f} MiB in {seconds:.1f}s; the stalled client had "
+            f"{lagged / MiB:.1f} MiB"
+        )
 
 
 def test_token_in_the_first_frame(world, sess):
     with terminal(world, sess.id, "browser") as tid:
+
         async def scenario():
             s = await attach(world, sess.id, tid, header=False)
             await s.ws.send(json.dumps({"type": "auth", "token": world.server.token}))
@@ -630,40 +685,64 @@ def test_token_in_the_first_frame(world, sess):
             replay = await ro.collect(0.5)
             assert b"FRAME-AUTH-64" in replay
             await ro.close()
+
         asyncio.run(scenario())
 
 
 def test_attach_refusals_close_codes(world, sess):
     bob = token_of(world.bob)
     with terminal(world, sess.id, "guarded") as tid:
+
         async def scenario():
             sid = sess.id
             # not authenticated: 4401
             assert await close_code_of(world, sid, tid, token="omg_not-a-token") == 4401
-            assert await close_code_of(world, sid, tid, token=None,
-                                       first_frame=json.dumps({"type": "auth"})) == 4401
-            assert await close_code_of(world, sid, tid, token=None, first_frame=json.dumps(
-                {"type": "auth", "token": "omg_not-a-token"})) == 4401
-            assert await close_code_of(world, sid, tid, token=None,
-                                       first_frame="echo hi\r") == 4401
+            assert (
+                await close_code_of(
+                    world, sid, tid, token=None, first_frame=json.dumps({"type": "auth"})
+                )
+                == 4401
+            )
+            assert (
+                await close_code_of(
+                    world,
+                    sid,
+                    tid,
+                    token=None,
+                    first_frame=json.dumps({"type": "auth", "token": "omg_not-a-token"}),
+                )
+                == 4401
+            )
+            assert await close_code_of(world, sid, tid, token=None, first_frame="echo hi\r") == 4401
             # unknown terminal, unknown session, someone else's: 4404
             assert await close_code_of(world, sid, "terminal_shell_nope") == 4404
             assert await close_code_of(world, "conv_doesnotexist", tid) == 4404
             assert await close_code_of(world, sid, tid, token=bob) == 4404
-            assert await close_code_of(world, sid, tid, token=None, first_frame=json.dumps(
-                {"type": "auth", "token": bob})) == 4404
+            assert (
+                await close_code_of(
+                    world,
+                    sid,
+                    tid,
+                    token=None,
+                    first_frame=json.dumps({"type": "auth", "token": bob}),
+                )
+                == 4404
+            )
             # none of that disturbed the terminal
             s = await attach(world, sid, tid)
             await s.run("echo GUARDED-$((9*9))")
             await s.expect(rb"GUARDED-81")
             await s.close()
+
         asyncio.run(scenario())
 
 
 # --- 3. persistence ------------------------------------------------------------------------
 
+
 def test_terminal_outlives_its_connections(world, sess):
     with terminal(world, sess.id, "durable") as tid:
+
         async def scenario():
             s = await attach(world, sess.id, tid)
             pid = await s.pid("FIRST")
@@ -676,6 +755,7 @@ def test_terminal_outlives_its_connections(world, sess):
             await s.expect(rb"\[/tmp\] \[yes-42\]")
             await s.close()
             return pid
+
         pid = asyncio.run(scenario())
         assert pid_alive(pid)
         assert tid in list_ids(world.alice, sess.id)
@@ -683,10 +763,12 @@ def test_terminal_outlives_its_connections(world, sess):
 
 # --- 4. exit and close ---------------------------------------------------------------------
 
+
 def test_exit_closes_clients_with_4404_and_the_terminal_is_gone(world, sess):
     alice, sid = world.alice, sess.id
     tid = open_term(alice, sid, "leaving")
     try:
+
         async def scenario():
             one = await attach(world, sid, tid)
             two = await attach(world, sid, tid, read_only=True)
@@ -695,6 +777,7 @@ def test_exit_closes_clients_with_4404_and_the_terminal_is_gone(world, sess):
             assert await one.closed() == 4404
             assert await two.closed() == 4404
             return pid
+
         pid = asyncio.run(scenario())
         assert wait_dead(pid)
         assert tid not in list_ids(alice, sid)
@@ -715,6 +798,7 @@ def test_delete_kills_the_process_group_and_closes_clients(world, sess):
     pidfile = os.path.join(sess.ws, "sleep.pid")
     tid = open_term(alice, sid, "killme")
     try:
+
         async def scenario():
             s = await attach(world, sid, tid)
             shell = await s.pid()
@@ -725,10 +809,10 @@ def test_delete_kills_the_process_group_and_closes_clients(world, sess):
             assert pid_alive(sleeper)
             r = await rest(alice.delete, turl(sid, f"/{tid}"))
             assert r.status_code == 200, r.text
-            assert r.json() == {"id": tid, "object": "session.resource.deleted",
-                                "deleted": True}
+            assert r.json() == {"id": tid, "object": "session.resource.deleted", "deleted": True}
             assert await s.closed() == 4404
             return shell, sleeper
+
         shell, sleeper = asyncio.run(scenario())
         assert wait_dead(shell), "the shell survived DELETE"
         assert wait_dead(sleeper), "a background job of the terminal survived DELETE"
@@ -741,9 +825,9 @@ def test_delete_kills_the_process_group_and_closes_clients(world, sess):
 
 # --- 5. transfer ---------------------------------------------------------------------------
 
+
 async def ticks(screen: Screen, count: int, timeout: float = 10) -> list[int]:
-    return [int((await screen.expect(rb"TICK (\d+)\r", timeout)).group(1))
-            for _ in range(count)]
+    return [int((await screen.expect(rb"TICK (\d+)\r", timeout)).group(1)) for _ in range(count)]
 
 
 @pytest.mark.parametrize("target", ["runner_on_host_b", "no_runner"])
@@ -756,15 +840,18 @@ def test_transfer_moves_a_running_terminal(world, sess, sess_b, target):
     tid = open_term(alice, src, f"moving-{target}")
     stop = f"stop-{target}"
     try:
+
         async def scenario():
             a = await attach(world, src, tid)
             pid = await a.pid("BEFORE")
-            await a.run(f'i=0; while [ ! -e {stop} ]; do i=$((i+1)); echo "TICK $i"; '
-                        'sleep 0.2; done')
+            await a.run(
+                f'i=0; while [ ! -e {stop} ]; do i=$((i+1)); echo "TICK $i"; sleep 0.2; done'
+            )
             await ticks(a, 2)
 
-            r = await rest(alice.post, turl(src, f"/{tid}/transfer"),
-                           json={"target_session_id": dst})
+            r = await rest(
+                alice.post, turl(src, f"/{tid}/transfer"), json={"target_session_id": dst}
+            )
             assert r.status_code == 200, r.text
             moved = r.json()
             assert moved["id"] == tid and moved["session_id"] == dst
@@ -805,6 +892,7 @@ def test_transfer_moves_a_running_terminal(world, sess, sess_b, target):
             assert await a.closed() == 4404
             assert await b.closed() == 4404
             return pid
+
         pid = asyncio.run(scenario())
         assert wait_dead(pid)
         listed = alice.get(turl(dst))
@@ -842,6 +930,7 @@ def test_transfer_frees_the_name_in_the_source(world, sess, unbound):
             await old.close()
             await new.close()
             return found
+
         p_old, p_new = asyncio.run(pids())
         assert p_old != p_new
     finally:
@@ -858,9 +947,11 @@ def test_transfer_refusals(world, sess, sess_b):
     clash = open_term(alice, sess_b.id, "stay")  # the target already has that name+key
     assert clash == tid
     try:
+
         def transfer(target, terminal_id=tid, client=alice, source=src):
-            return client.post(turl(source, f"/{terminal_id}/transfer"),
-                               json={"target_session_id": target})
+            return client.post(
+                turl(source, f"/{terminal_id}/transfer"), json={"target_session_id": target}
+            )
 
         r = transfer("conv_doesnotexist")
         assert r.status_code == 404, r.text
@@ -885,6 +976,7 @@ def test_transfer_refusals(world, sess, sess_b):
             await s.close()
             await t.close()
             return p1, p2
+
         p1, p2 = asyncio.run(scenario())
         assert p1 != p2
     finally:
@@ -894,6 +986,7 @@ def test_transfer_refusals(world, sess, sess_b):
 
 
 # --- 6. limits -----------------------------------------------------------------------------
+
 
 def test_at_most_16_terminals_per_runner(world):
     alice = world.alice
@@ -906,8 +999,10 @@ def test_at_most_16_terminals_per_runner(world):
         assert "16" in r.json()["error"]["message"]
         assert sorted(list_ids(alice, s.id)) == sorted(ids)
         # an existing one is still returned (200), and closing one makes room
-        assert alice.post(turl(s.id), json={"terminal": "shell",
-                                            "session_key": "k00"}).status_code == 200
+        assert (
+            alice.post(turl(s.id), json={"terminal": "shell", "session_key": "k00"}).status_code
+            == 200
+        )
         assert alice.delete(turl(s.id, f"/{ids[0]}")).status_code == 200
         newest = open_term(alice, s.id, "k16")
 
@@ -916,6 +1011,7 @@ def test_at_most_16_terminals_per_runner(world):
             found = await screen.pid()
             await screen.close()
             return found
+
         shell = asyncio.run(pid())
     finally:
         assert alice.delete(f"/v1/sessions/{s.id}").status_code == 200
@@ -946,6 +1042,7 @@ def test_a_flood_does_not_hold_up_the_api(world, sess):
         return worst
 
     with terminal(world, sid, "noisy") as noisy, terminal(world, sid, "quiet") as quiet:
+
         async def scenario():
             s = await attach(world, sid, noisy)
             shell = await s.pid()
@@ -955,6 +1052,7 @@ def test_a_flood_does_not_hold_up_the_api(world, sess):
             async def drain():
                 while True:
                     await s._more(60)
+
             reader = asyncio.create_task(drain())
             deadline = time.monotonic() + 20
             while s.received - before < 4 * MiB:  # the flood is on
@@ -983,6 +1081,7 @@ def test_a_flood_does_not_hold_up_the_api(world, sess):
             await s.close()
             await q.close()
             return worst, quiet_s, flowing
+
         worst, quiet_s, flowing = asyncio.run(scenario())
     assert flowing > 8 * MiB, "the flood did not flow"
     # 2 s, not a few ms: `yes`, the runner, the API and this client share two busy cores
@@ -995,13 +1094,17 @@ def test_a_spec_exec_cannot_take_is_refused_when_given(world):
     """A declared terminal whose command, args or env hold a NUL byte (or an env name with
     '=') is refused when the session is created (422, nothing stored); the runner refuses
     them too (400 `invalid_command`, tests/unit/test_env_terminals.py)."""
-    for name, spec in (("nul_cmd", {"command": "ba\u0000sh"}),
-                       ("nul_arg", {"command": "bash", "args": ["-c", "echo a\u0000b"]}),
-                       ("nul_env", {"command": "bash", "env": {"X": "a\u0000b"}}),
-                       ("eq_env", {"command": "bash", "env": {"A=B": "1"}})):
+    for name, spec in (
+        ("nul_cmd", {"command": "ba\u0000sh"}),
+        ("nul_arg", {"command": "bash", "args": ["-c", "echo a\u0000b"]}),
+        ("nul_env", {"command": "bash", "env": {"X": "a\u0000b"}}),
+        ("eq_env", {"command": "bash", "env": {"A=B": "1"}}),
+    ):
         before = world.alice.get("/v1/sessions", params={"limit": 1000}).json()["data"]
-        r = world.alice.post("/v1/sessions", json={
-            "agent": {"name": "bad-terminals", "terminals": {name: spec, "shell": BASH}}})
+        r = world.alice.post(
+            "/v1/sessions",
+            json={"agent": {"name": "bad-terminals", "terminals": {name: spec, "shell": BASH}}},
+        )
         assert r.status_code == 422 and error_code(r) == "validation_error", (name, r.text)
         assert "terminals" in r.json()["error"]["message"]
         after = world.alice.get("/v1/sessions", params={"limit": 1000}).json()["data"]

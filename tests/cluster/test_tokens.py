@@ -52,8 +52,13 @@ def test_list_then_revoke_takes_effect_at_once(server):
 
 
 def test_revoking_an_unknown_id_fails_clearly(server):
-    out = subprocess.run([str(BIN / "omnigent"), "token", "revoke", "tok_0000000000000000"],
-                         env=base_env(server.home), capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [str(BIN / "omnigent"), "token", "revoke", "tok_0000000000000000"],
+        env=base_env(server.home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode != 0
     assert "token not found: tok_0000000000000000" in out.stderr
     assert server.client(server.token).get("/v1/sessions").status_code == 200

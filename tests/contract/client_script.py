@@ -48,12 +48,26 @@ async def step(name, fn):
     try:
         entry.update(ok=True, value=plain(await fn()))
     except OmnigentError as e:
-        entry.update(ok=False, error={"type": type(e).__name__, "message": str(e)[:800],
-                                      "status_code": e.status_code, "code": e.code})
+        entry.update(
+            ok=False,
+            error={
+                "type": type(e).__name__,
+                "message": str(e)[:800],
+                "status_code": e.status_code,
+                "code": e.code,
+            },
+        )
     except Exception as e:  # noqa: BLE001 - anything else the client raised (KeyError, …)
-        entry.update(ok=False, error={
-            "type": type(e).__name__, "message": repr(e)[:800], "status_code": None,
-            "code": None, "traceback": traceback.format_exc()[-1500:]})
+        entry.update(
+            ok=False,
+            error={
+                "type": type(e).__name__,
+                "message": repr(e)[:800],
+                "status_code": None,
+                "code": None,
+                "traceback": traceback.format_exc()[-1500:],
+            },
+        )
     print(json.dumps(entry), flush=True)
     return entry
 
@@ -61,9 +75,19 @@ async def step(name, fn):
 async def main() -> None:
     (WORK / "notes.txt").write_bytes(TEXT)
     (WORK / "blob.bin").write_bytes(BLOB)
-    print(json.dumps({"step": "inputs", "ok": True, "value": {
-        "notes.txt": {"bytes": len(TEXT), "sha256": sha(TEXT)},
-        "blob.bin": {"bytes": len(BLOB), "sha256": sha(BLOB)}}}), flush=True)
+    print(
+        json.dumps(
+            {
+                "step": "inputs",
+                "ok": True,
+                "value": {
+                    "notes.txt": {"bytes": len(TEXT), "sha256": sha(TEXT)},
+                    "blob.bin": {"bytes": len(BLOB), "sha256": sha(BLOB)},
+                },
+            }
+        ),
+        flush=True,
+    )
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with OmnigentClient(base_url=URL, headers=headers) as client:
         files = client.files.for_session(SID)
@@ -91,8 +115,12 @@ async def main() -> None:
             target = WORK / "out" / "sub" / "blob.bin"
             path = await files.download(blob, target)
             data = pathlib.Path(path).read_bytes()
-            return {"path": str(path), "target": str(target), "bytes": len(data),
-                    "sha256": sha(data)}
+            return {
+                "path": str(path),
+                "target": str(target),
+                "bytes": len(data),
+                "sha256": sha(data),
+            }
 
         await step("files.download", download)
         await step("files.delete", lambda: files.delete(notes))
@@ -101,8 +129,10 @@ async def main() -> None:
         await step("files.delete deleted", lambda: files.delete(notes))
         await step("files.list after delete", lambda: files.list())
         await step("files.get unknown", lambda: files.get("file_doesnotexist"))
-        await step("files.list unknown session",
-                   lambda: client.files.for_session("conv_doesnotexist").list())
+        await step(
+            "files.list unknown session",
+            lambda: client.files.for_session("conv_doesnotexist").list(),
+        )
         await step("files.get other session", lambda: client.files.for_session(IDLE).get(blob))
 
         await step("sessions.get", lambda: client.sessions.get(SID))
@@ -112,8 +142,9 @@ async def main() -> None:
         await step("sessions.list limit 1", lambda: client.sessions.list(limit=1))
         await step("sessions.list after", lambda: client.sessions.list(limit=1, after=SID))
         await step("sessions.list before", lambda: client.sessions.list(limit=1, before=IDLE))
-        await step("sessions.list sort_by updated_at",
-                   lambda: client.sessions.list(sort_by="updated_at"))
+        await step(
+            "sessions.list sort_by updated_at", lambda: client.sessions.list(sort_by="updated_at")
+        )
         await step("sessions.list limit 0", lambda: client.sessions.list(limit=0))
         await step("sessions.get unknown", lambda: client.sessions.get("conv_doesnotexist"))
 

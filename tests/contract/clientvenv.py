@@ -21,8 +21,7 @@ import pytest
 
 CLIENT_VERSION = "0.19.0"
 MIN_PYTHON = (3, 12)
-_PROBE = ("import sys, venv, ensurepip; "
-          "print('%d.%d' % sys.version_info[:2], sys.executable)")
+_PROBE = "import sys, venv, ensurepip; print('%d.%d' % sys.version_info[:2], sys.executable)"
 
 
 def cache_dir() -> Path:
@@ -55,8 +54,9 @@ def find_python() -> str | None:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     for cand in _candidates():
         try:
-            out = subprocess.run([cand, "-c", _PROBE], capture_output=True, text=True,
-                                 timeout=30, env=env)
+            out = subprocess.run(
+                [cand, "-c", _PROBE], capture_output=True, text=True, timeout=30, env=env
+            )
         except (OSError, subprocess.TimeoutExpired):
             continue
         if out.returncode != 0 or not out.stdout.strip():
@@ -80,19 +80,32 @@ def client_python() -> str:
             return str(python)
         base = find_python()
         if base is None:
-            pytest.skip(f"omnigent_client {CLIENT_VERSION} needs Python >= 3.12 and none was "
-                        "found (pyenv versions, python3.12+ on PATH, $OMNIGENT_CLIENT_PYTHON)")
+            pytest.skip(
+                f"omnigent_client {CLIENT_VERSION} needs Python >= 3.12 and none was "
+                "found (pyenv versions, python3.12+ on PATH, $OMNIGENT_CLIENT_PYTHON)"
+            )
         shutil.rmtree(venv, ignore_errors=True)
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-        steps = [[base, "-m", "venv", str(venv)],
-                 [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                  f"omnigent=={CLIENT_VERSION}"],
-                 [str(python), "-I", "-c", "import omnigent_client"]]
+        steps = [
+            [base, "-m", "venv", str(venv)],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                f"omnigent=={CLIENT_VERSION}",
+            ],
+            [str(python), "-I", "-c", "import omnigent_client"],
+        ]
         for argv in steps:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=env)
             if out.returncode != 0:
                 shutil.rmtree(venv, ignore_errors=True)
-                raise RuntimeError(f"{' '.join(argv)} failed ({out.returncode}):\n"
-                                   f"{out.stdout[-3000:]}{out.stderr[-3000:]}")
+                raise RuntimeError(
+                    f"{' '.join(argv)} failed ({out.returncode}):\n"
+                    f"{out.stdout[-3000:]}{out.stderr[-3000:]}"
+                )
         ready.write_text(f"{CLIENT_VERSION} {base} {sys.platform}\n")
         return str(python)

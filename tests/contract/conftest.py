@@ -18,21 +18,23 @@ from tests.procs import Server
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "client: drives Omnigent's published Python client against our server")
+        "markers", "client: drives Omnigent's published Python client against our server"
+    )
     config.addinivalue_line(
-        "markers", "fuzz: schemathesis fuzzing of the server's OpenAPI document (slow)")
+        "markers", "fuzz: schemathesis fuzzing of the server's OpenAPI document (slow)"
+    )
 
 
 @dataclass
 class Live:
     server: Server
-    http: httpx.Client        # the server's local user
+    http: httpx.Client  # the server's local user
     token: str
-    host_id: str              # the server's own machine
-    session_id: str           # bound to a running runner on host_id
+    host_id: str  # the server's own machine
+    session_id: str  # bound to a running runner on host_id
     runner_id: str
-    workspace: str            # the runner's environment root
-    idle_session_id: str      # a second session, no runner
+    workspace: str  # the runner's environment root
+    idle_session_id: str  # a second session, no runner
 
     @property
     def url(self) -> str:
@@ -63,8 +65,16 @@ def live():
         r = launch(http, server.host_id, session["id"], workspace)
         assert r.status_code == 200, r.text
         wait_running(http, session["id"])
-        yield Live(server, http, server.token, server.host_id, session["id"],
-                   r.json()["runner_id"], workspace, idle["id"])
+        yield Live(
+            server,
+            http,
+            server.token,
+            server.host_id,
+            session["id"],
+            r.json()["runner_id"],
+            workspace,
+            idle["id"],
+        )
         http.close()
     finally:
         server.stop()

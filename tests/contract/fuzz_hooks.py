@@ -29,8 +29,11 @@ def before_call(context, case, kwargs):
     path, method = case.operation.path, case.method.upper()
     if method != "POST":
         return
-    if (path in ("/v1/hosts/{host_id}/runners", "/v1/sessions") and WORKSPACE
-            and isinstance(body.get("workspace"), str)):
+    if (
+        path in ("/v1/hosts/{host_id}/runners", "/v1/sessions")
+        and WORKSPACE
+        and isinstance(body.get("workspace"), str)
+    ):
         body["workspace"] = WORKSPACE
     if path == "/v1/sessions":
         agent = body.get("agent")

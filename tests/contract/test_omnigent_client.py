@@ -37,19 +37,29 @@ def run(live, tmp_path_factory):
     python = client_python()
     work = tmp_path_factory.mktemp("omnigent-client")
     home = tmp_path_factory.mktemp("omnigent-client-home")
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
-           "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "NO_PROXY": "*",
-           "OMNI_URL": live.url, "OMNI_TOKEN": live.token, "OMNI_SESSION_ID": live.session_id,
-           "OMNI_IDLE_SESSION_ID": live.idle_session_id, "OMNI_WORKDIR": str(work)}
-    out = subprocess.run([python, "-I", SCRIPT], env=env, capture_output=True, text=True,
-                         timeout=300, cwd=str(work))
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "NO_PROXY": "*",
+        "OMNI_URL": live.url,
+        "OMNI_TOKEN": live.token,
+        "OMNI_SESSION_ID": live.session_id,
+        "OMNI_IDLE_SESSION_ID": live.idle_session_id,
+        "OMNI_WORKDIR": str(work),
+    }
+    out = subprocess.run(
+        [python, "-I", SCRIPT], env=env, capture_output=True, text=True, timeout=300, cwd=str(work)
+    )
     steps = {}
     for line in out.stdout.splitlines():
         if line.startswith("{"):
             entry = json.loads(line)
             steps[entry["step"]] = entry
     assert out.returncode == 0 and "sessions.get unknown" in steps, (
-        f"client script failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}")
+        f"client script failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
+    )
     return steps
 
 

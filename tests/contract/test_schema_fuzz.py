@@ -53,14 +53,16 @@ def _toml(value) -> str:
     raise TypeError(value)
 
 
-def config_text(ids: dict, spare: dict | None, report_dir: Path,
-                max_response_time: float) -> str:
+def config_text(ids: dict, spare: dict | None, report_dir: Path, max_response_time: float) -> str:
     """schemathesis.toml for one run: `ids` fill path parameters everywhere, `spare` ones
     those of the destructive operations (None: no per-operation ids)."""
+
     def op(path, method, **params):
-        return ("\n[[operations]]\n"
-                f"include-name = {_toml(f'{method} {path}')}\n"  # one exact operation
-                f"parameters = {_toml({f'path.{k}': v for k, v in params.items()})}\n")
+        return (
+            "\n[[operations]]\n"
+            f"include-name = {_toml(f'{method} {path}')}\n"  # one exact operation
+            f"parameters = {_toml({f'path.{k}': v for k, v in params.items()})}\n"
+        )
 
     res = "/v1/sessions/{session_id}/resources"
     lines = [
@@ -99,19 +101,24 @@ def config_text(ids: dict, spare: dict | None, report_dir: Path,
     # does not declare (`terminal_not_declared`), and git options against the workspace's
     # repository as it is (a branch that exists, an unknown base, not a repository).
     accept = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
-    for method, path, code in (("POST", res + "/terminals", "terminal_not_declared"),
-                               ("POST", "/v1/sessions", "git state"),
-                               ("POST", "/v1/hosts/{host_id}/runners", "git state")):
-        text += ("\n[[operations]]\n"
-                 f"include-name = {_toml(f'{method} {path}')}  # 400: {code}\n"
-                 "checks = {positive_data_acceptance = {expected-statuses = "
-                 f"{_toml(accept + ['400'])}}}}}\n")
+    for method, path, code in (
+        ("POST", res + "/terminals", "terminal_not_declared"),
+        ("POST", "/v1/sessions", "git state"),
+        ("POST", "/v1/hosts/{host_id}/runners", "git state"),
+    ):
+        text += (
+            "\n[[operations]]\n"
+            f"include-name = {_toml(f'{method} {path}')}  # 400: {code}\n"
+            "checks = {positive_data_acceptance = {expected-statuses = "
+            f"{_toml(accept + ['400'])}}}}}\n"
+        )
     if spare is None:
         return text
     text += op("/v1/sessions/{session_id}", "DELETE", session_id=spare["session_id"])
     for tail in ("/terminals/{terminal_id}", "/terminals/{terminal_id}/transfer"):
-        text += op(res + tail, "DELETE" if tail.endswith("}") else "POST",
-                   terminal_id=spare["terminal_id"])
+        text += op(
+            res + tail, "DELETE" if tail.endswith("}") else "POST", terminal_id=spare["terminal_id"]
+        )
     text += op(res + "/files/{file_id}", "DELETE", file_id=spare["file_id"])
     return text
 
@@ -122,22 +129,35 @@ def targets(live):
     http, sid = live.http, live.session_id
 
     def terminal(key: str) -> str:
-        r = http.post(f"/v1/sessions/{sid}/resources/terminals",
-                      json={"terminal": "shell", "session_key": key})
+        r = http.post(
+            f"/v1/sessions/{sid}/resources/terminals",
+            json={"terminal": "shell", "session_key": key},
+        )
         assert r.status_code in (200, 201), r.text
         return r.json()["id"]
 
     def upload(name: str) -> str:
-        r = http.post(f"/v1/sessions/{sid}/resources/files",
-                      files={"file": (name, b"fuzz\n", "text/plain")})
+        r = http.post(
+            f"/v1/sessions/{sid}/resources/files", files={"file": (name, b"fuzz\n", "text/plain")}
+        )
         assert r.status_code == 201, r.text
         return r.json()["id"]
 
-    ids = {"session_id": sid, "host_id": live.host_id, "runner_id": live.runner_id,
-           "terminal_id": terminal("fuzz"), "file_id": upload("fuzz.txt"),
-           "resource_id": "default", "environment_id": "default", "env_id": "default"}
-    spare = {"session_id": new_session(http, title="spare")["id"],
-             "terminal_id": terminal("spare"), "file_id": upload("spare.txt")}
+    ids = {
+        "session_id": sid,
+        "host_id": live.host_id,
+        "runner_id": live.runner_id,
+        "terminal_id": terminal("fuzz"),
+        "file_id": upload("fuzz.txt"),
+        "resource_id": "default",
+        "environment_id": "default",
+        "env_id": "default",
+    }
+    spare = {
+        "session_id": new_session(http, title="spare")["id"],
+        "terminal_id": terminal("spare"),
+        "file_id": upload("spare.txt"),
+    }
     return ids, spare
 
 
@@ -149,12 +169,13 @@ def failures_of(text: str) -> list[tuple[str, str]]:
         status = re.search(r"^\[(\d{3})\][^\n]*", section, re.M)
         code = re.search(r'"code": ?"([^"]+)"', section)
         got = (status.group(1) if status else "") + (f" {code.group(1)}" if code else "")
-        head = section[:status.start()] if status else section
+        head = section[: status.start()] if status else section
         titles = list(re.finditer(r"^- (ST\d+ [^\n]+)$", head, re.M))
         for i, title in enumerate(titles):
             end = titles[i + 1].start() if i + 1 < len(titles) else len(head)
-            detail = next((x.strip() for x in head[title.end():end].splitlines()
-                           if x.strip()), "")
+            detail = next(
+                (x.strip() for x in head[title.end() : end].splitlines() if x.strip()), ""
+            )
             cause = "; ".join(x for x in (detail, f"got {got}" if got else "") if x)
             out.append((title.group(1).strip(), " ".join(cause.split())[:200]))
     return out
@@ -171,29 +192,45 @@ def summarize(junit: Path) -> list[str]:
     per_check = Counter()
     for (check, _), causes in groups.items():
         per_check[check] += len(causes)
-    ordered = sorted(groups.items(), key=lambda kv: (-per_check[kv[0][0]], kv[0][0],
-                                                     -len(kv[1]), kv[0][1]))
-    return [f"{check} | {op} | x{len(causes)} | {causes[0]}"
-            for (check, op), causes in ordered]
+    ordered = sorted(
+        groups.items(), key=lambda kv: (-per_check[kv[0][0]], kv[0][0], -len(kv[1]), kv[0][1])
+    )
+    return [f"{check} | {op} | x{len(causes)} | {causes[0]}" for (check, op), causes in ordered]
 
 
-def run_st(live, tmp_path: Path, name: str, phases: str, ids: dict, spare: dict | None,
-           workspace: str) -> tuple[int, list[str]]:
+def run_st(
+    live, tmp_path: Path, name: str, phases: str, ids: dict, spare: dict | None, workspace: str
+) -> tuple[int, list[str]]:
     """`st run` over `phases`; its exit code and failure summary (files under tmp/name)."""
     out_dir = tmp_path / name
     out_dir.mkdir()
     cfg = out_dir / "schemathesis.toml"
     cfg.write_text(config_text(ids, spare, out_dir / "report", max_response_time=30))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SCHEMATHESIS_", "RAY_"))}
-    env.update(OMNI_FUZZ_TOKEN=live.token, OMNI_FUZZ_WORKSPACE=workspace, NO_COLOR="1",
-               HOME=str(out_dir), NO_PROXY="*")
-    argv = [str(ST), "--config-file", str(cfg), "--no-color", "run", "--phases", phases,
-            f"{live.url}/openapi.json"]
-    out = subprocess.run(argv, env=env, cwd=str(out_dir), capture_output=True, text=True,
-                         timeout=1200)
+    env.update(
+        OMNI_FUZZ_TOKEN=live.token,
+        OMNI_FUZZ_WORKSPACE=workspace,
+        NO_COLOR="1",
+        HOME=str(out_dir),
+        NO_PROXY="*",
+    )
+    argv = [
+        str(ST),
+        "--config-file",
+        str(cfg),
+        "--no-color",
+        "run",
+        "--phases",
+        phases,
+        f"{live.url}/openapi.json",
+    ]
+    out = subprocess.run(
+        argv, env=env, cwd=str(out_dir), capture_output=True, text=True, timeout=1200
+    )
     (out_dir / "st-output.txt").write_text(out.stdout + out.stderr)
     assert out.returncode in (0, 1), (
-        f"st run crashed ({out.returncode}):\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
+        f"st run crashed ({out.returncode}):\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
+    )
     junit = sorted((out_dir / "report").glob("junit*.xml"))
     summary = summarize(junit[-1]) if junit else []
     if out.returncode and not summary:
@@ -209,8 +246,9 @@ def test_schema_fuzz(live, targets, tmp_path):
         pytest.skip("schemathesis is not installed (pip install -e '.[test]')")
     ids, spare = targets
     workspace = make_workspace(live.server.home, {"a.txt": "a\n"}, prefix="fuzz-ws-")
-    rc1, summary = run_st(live, tmp_path, "generated", "examples,coverage,fuzzing", ids, spare,
-                          workspace)
+    rc1, summary = run_st(
+        live, tmp_path, "generated", "examples,coverage,fuzzing", ids, spare, workspace
+    )
     # the bound session kept its runner through the whole run
     s = live.http.get(f"/v1/sessions/{ids['session_id']}").json()
     assert s.get("status") == "running", s
@@ -220,5 +258,8 @@ def test_schema_fuzz(live, targets, tmp_path):
     (tmp_path / "summary.txt").write_text("\n".join(summary) + "\n")
     if rc1 == rc2 == 0:
         return
-    pytest.fail(f"schemathesis found failures (outputs and reports under {tmp_path}):\n"
-                + "\n".join(summary), pytrace=False)
+    pytest.fail(
+        f"schemathesis found failures (outputs and reports under {tmp_path}):\n"
+        + "\n".join(summary),
+        pytrace=False,
+    )

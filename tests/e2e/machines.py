@@ -37,9 +37,19 @@ PREFIX = os.path.join(tempfile.gettempdir(), "omni-machines-")
 # `~` in `-i` from the passwd entry, not $HOME: the head's autoscaler looks here.
 BOOTSTRAP_KEY = Path(pwd.getpwuid(os.getuid()).pw_dir) / "ray_bootstrap_key.pem"
 # sshd gives login shells a clean environment: carry over what pip needs on this box.
-COPIED_ENV = ("XDG_CONFIG_DIRS", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
-              "CURL_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
-              "http_proxy", "https_proxy", "no_proxy")
+COPIED_ENV = (
+    "XDG_CONFIG_DIRS",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+)
 
 # `ray down` (and cluster yamls) run a bare `ray stop`, which stops every Ray process on the
 # box, other machines' and clusters' too. A PATH shim would be shadowed by (or bypass) the
@@ -108,8 +118,7 @@ def scope_ray_stop() -> None:
     import psutil
 
     home, iter_all = os.environ["HOME"], psutil.process_iter
-    psutil.process_iter = lambda *a, **kw: (p for p in iter_all(*a, **kw)
-                                            if _owner(p.pid, {home}))
+    psutil.process_iter = lambda *a, **kw: (p for p in iter_all(*a, **kw) if _owner(p.pid, {home}))
 
 
 def sshd_available() -> bool:
@@ -147,8 +156,10 @@ class LoopbackMachines:
             ssh_dir = self.root / "ssh"
             ssh_dir.mkdir()
             for name in ("host_key", "id_ed25519"):
-                subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-                                str(ssh_dir / name)], check=True)
+                subprocess.run(
+                    ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ssh_dir / name)],
+                    check=True,
+                )
             shutil.copy(ssh_dir / "id_ed25519.pub", ssh_dir / "authorized_keys")
             for addr in self.addrs:
                 self._make_home(self.home(addr))
@@ -166,39 +177,55 @@ class LoopbackMachines:
     def _make_home(self, home: Path) -> None:
         (home / ".e2e-guard").mkdir(parents=True)
         (home / ".e2e-guard" / "sitecustomize.py").write_text(
-            GUARD.format(module=os.path.abspath(__file__)))
+            GUARD.format(module=os.path.abspath(__file__))
+        )
         (home / "tmp").mkdir()
         env = {k: v for k, v in os.environ.items() if k.startswith("PIP_") or k in COPIED_ENV}
         # One cache for all runs and machines, so only the first install downloads.
         env.setdefault("PIP_CACHE_DIR", os.path.expanduser("~/.cache/pip"))
-        (home / ".profile").write_text(PROFILE.format(
-            pybin=os.path.dirname(sys._base_executable),  # has venv + pip; Debian's lacks venv
-            env="\n".join(f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items()))))
+        (home / ".profile").write_text(
+            PROFILE.format(
+                pybin=os.path.dirname(sys._base_executable),  # has venv + pip; Debian's lacks venv
+                env="\n".join(f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())),
+            )
+        )
         (home / ".bashrc").write_text("# ray sources this after ~/.profile\n")
         # User-level pip config is looked up under HOME: copy the real user's.
         xdg = os.environ.get("XDG_CONFIG_HOME", os.path.expanduser("~/.config"))
-        for src, rel in ((Path(xdg, "pip", "pip.conf"), ".config/pip/pip.conf"),
-                         (Path("~/.pip/pip.conf").expanduser(), ".pip/pip.conf")):
+        for src, rel in (
+            (Path(xdg, "pip", "pip.conf"), ".config/pip/pip.conf"),
+            (Path("~/.pip/pip.conf").expanduser(), ".pip/pip.conf"),
+        ):
             if src.is_file():
                 (home / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(src, home / rel)
 
     def _start_sshd(self, ssh_dir: Path) -> None:
         lines = [f"ListenAddress {a}:22" for a in self.addrs] + [
-            f"HostKey {ssh_dir / 'host_key'}", f"PidFile {ssh_dir / 'sshd.pid'}",
+            f"HostKey {ssh_dir / 'host_key'}",
+            f"PidFile {ssh_dir / 'sshd.pid'}",
             f"AuthorizedKeysFile {ssh_dir / 'authorized_keys'}",
-            "UsePAM no", "StrictModes no", "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
-            "PrintMotd no", "PrintLastLog no", "MaxStartups 100", "MaxSessions 100"]
+            "UsePAM no",
+            "StrictModes no",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PermitRootLogin prohibit-password",
+            "PrintMotd no",
+            "PrintLastLog no",
+            "MaxStartups 100",
+            "MaxSessions 100",
+        ]
         # SetEnv (OpenSSH >= 7.8, allowed in Match) overrides the passwd HOME sshd sets.
         for a in self.addrs:
             lines += [f"Match LocalAddress {a}", f"    SetEnv HOME={self.home(a)}"]
         (ssh_dir / "sshd_config").write_text("\n".join(lines) + "\n")
         os.makedirs("/run/sshd", exist_ok=True)  # privilege-separation dir
         log = ssh_dir / "sshd.log"
-        self.sshd = subprocess.Popen([SSHD, "-D", "-f", str(ssh_dir / "sshd_config"),
-                                      "-E", str(log)],
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.sshd = subprocess.Popen(
+            [SSHD, "-D", "-f", str(ssh_dir / "sshd_config"), "-E", str(log)],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.time() + 10
         while not log.exists() or log.read_text().count("Server listening") < len(self.addrs):
             if self.sshd.poll() is not None or time.time() > deadline:
@@ -214,9 +241,24 @@ class LoopbackMachines:
         BOOTSTRAP_KEY.symlink_to(self.key)
 
     def ssh_argv(self, addr: str) -> list[str]:
-        return ["ssh", "-i", self.key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", f"{self.user}@{addr}"]
+        return [
+            "ssh",
+            "-i",
+            self.key,
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=10",
+            f"{self.user}@{addr}",
+        ]
 
     def ssh(self, addr: str, command: str, timeout: float = 600, check: bool = False):
         """Run `command` in a login shell as ray does, minus the tty (stdout and stderr stay
@@ -225,8 +267,12 @@ class LoopbackMachines:
         wrapped = f"source ~/.bashrc; export OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore && ({command})"
         return subprocess.run(
             self.ssh_argv(addr) + ["bash", "--login", "-c", "-i", shlex.quote(wrapped)],
-            capture_output=True, text=True, timeout=timeout, check=check,
-            stdin=subprocess.DEVNULL)
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+            stdin=subprocess.DEVNULL,
+        )
 
     def processes(self) -> list[tuple[int, str]]:
         """(pid, cmdline) of every live process started on the machines (see _owner)."""
@@ -235,8 +281,16 @@ class LoopbackMachines:
         for pid in _pids():
             try:
                 if _owner(pid, homes):
-                    out.append((pid, Path(f"/proc/{pid}/cmdline").read_bytes()
-                                .replace(b"\0", b" ").decode(errors="replace").strip()))
+                    out.append(
+                        (
+                            pid,
+                            Path(f"/proc/{pid}/cmdline")
+                            .read_bytes()
+                            .replace(b"\0", b" ")
+                            .decode(errors="replace")
+                            .strip(),
+                        )
+                    )
             except OSError:  # gone meanwhile
                 pass
         return out
@@ -280,12 +334,15 @@ class LoopbackMachines:
         tmp = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
         paths = [Path(tmp, "ray", f"cluster-{self.cluster_name}.{e}") for e in ("state", "lock")]
         # commands._bootstrap_config's resolved-config cache; it names our temp key.
-        paths += [p for p in Path(tempfile.gettempdir()).glob("ray-config-*")
-                  if str(self.root) in p.read_text(errors="replace")]
+        paths += [
+            p
+            for p in Path(tempfile.gettempdir()).glob("ray-config-*")
+            if str(self.root) in p.read_text(errors="replace")
+        ]
         for p in paths:
             p.unlink(missing_ok=True)
         # SSHCommandRunner's ControlMaster sockets: /tmp/ray_ssh_<user hash>/<cluster hash>.
         h = lambda s: hashlib.sha256(s.encode()).hexdigest()[:10]
-        shutil.rmtree(f"/tmp/ray_ssh_{h(getpass.getuser())}/{h(self.cluster_name)}",
-                      ignore_errors=True)
-
+        shutil.rmtree(
+            f"/tmp/ray_ssh_{h(getpass.getuser())}/{h(self.cluster_name)}", ignore_errors=True
+        )

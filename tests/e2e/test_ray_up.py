@@ -28,9 +28,14 @@ ROOT = Path(__file__).resolve().parents[2]
 HEAD, WORKER = "127.0.0.2", "127.0.0.3"
 API = f"http://{HEAD}:6767"
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800),
-              pytest.mark.skipif(not sshd_available(), reason="needs sshd and rsync "
-                                 "(.ci/run installs openssh-server and rsync)")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(1800),
+    pytest.mark.skipif(
+        not sshd_available(),
+        reason="needs sshd and rsync (.ci/run installs openssh-server and rsync)",
+    ),
+]
 
 
 def _config(machines: LoopbackMachines, path: Path) -> Path:
@@ -48,8 +53,14 @@ def _ray(*args: str, timeout: float = 900) -> tuple[float, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "OMNIGENT_"))}
     env.update(RAY_UP_enable_autoscaler_v2="0", RAY_USAGE_STATS_ENABLED="0")
     t0 = time.monotonic()
-    out = subprocess.run([str(Path(sys.executable).with_name("ray")), *args], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("ray")), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     took = time.monotonic() - t0
     assert out.returncode == 0, f"ray {' '.join(args)}:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
     return took, out.stdout + out.stderr
@@ -77,18 +88,20 @@ def test_ray_up_enrolls_workers_rolls_forward_and_ray_down_cleans_up(tmp_path):
 
         figures["ray_up_cold_s"], out = _ray("up", "-y", str(config))
         token = (head_home / ".omnigent" / "token").read_text().strip()
-        api = httpx.Client(base_url=API, headers={"Authorization": f"Bearer {token}"},
-                           timeout=30)
+        api = httpx.Client(base_url=API, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         r = _wait(lambda: api.get("/v1/hosts"), 60, "the head's API")
         assert r.status_code == 200, r.text
         assert f"URL:    {API}" in out  # a reachable address, not 0.0.0.0
 
         # Ray's token authentication is on: a driver without the token is refused
         code = f"import ray; ray.init(address='{HEAD}:6379'); print('CONNECTED')"
-        stranger = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                                  text=True, timeout=120,
-                                  env={**os.environ, "RAY_AUTH_MODE": "disabled",
-                                       "HOME": str(tmp_path)})
+        stranger = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "RAY_AUTH_MODE": "disabled", "HOME": str(tmp_path)},
+        )
         assert "CONNECTED" not in stranger.stdout and stranger.returncode != 0
 
         # the worker becomes an online host with no other command run
@@ -98,6 +111,7 @@ def test_ray_up_enrolls_workers_rolls_forward_and_ray_down_cleans_up(tmp_path):
             hosts = api.get("/v1/hosts").json()["hosts"]
             online = [h for h in hosts if h["status"] == "online"]
             return online if len(online) == 2 else None
+
         online = _wait(two_online, 600, "the worker as an online host")
         figures["worker_online_after_ray_up_s"] = time.monotonic() - t0
         node_ips = json.loads((worker_home / ".omnigent" / "ray-node.json").read_text())
@@ -105,8 +119,10 @@ def test_ray_up_enrolls_workers_rolls_forward_and_ray_down_cleans_up(tmp_path):
         worker = next(h for h in online if _host_home(api, h["id"]) == str(worker_home))
 
         # a runner on the worker runs a shell command there, with the worker's HOME
-        s = api.post("/v1/sessions", json={"agent": {"name": "e2e"}, "host_id": worker["id"],
-                                            "workspace": str(worker_home)})
+        s = api.post(
+            "/v1/sessions",
+            json={"agent": {"name": "e2e"}, "host_id": worker["id"], "workspace": str(worker_home)},
+        )
         assert s.status_code == 201, s.text
         s = s.json()
         assert s["status"] == "running"
@@ -139,8 +155,9 @@ def test_ray_up_enrolls_workers_rolls_forward_and_ray_down_cleans_up(tmp_path):
             raise AssertionError("the API still answers after ray down")
         except httpx.TransportError:
             pass
-        left = _wait(lambda: not machines.processes() or None, 60,
-                     "no process left on either machine")
+        left = _wait(
+            lambda: not machines.processes() or None, 60, "no process left on either machine"
+        )
         assert left
         print("figures:", json.dumps({k: round(v, 1) for k, v in figures.items()}))
 
@@ -156,8 +173,7 @@ def _host_home(api: httpx.Client, host_id: str) -> str | None:
 def _poll(token: str, session_id: str, gaps: list, stop: threading.Event) -> None:
     """The longest time without a successful answer while `ray up` runs again."""
     last_ok = time.monotonic()
-    with httpx.Client(base_url=API, headers={"Authorization": f"Bearer {token}"},
-                      timeout=30) as c:
+    with httpx.Client(base_url=API, headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
         while not stop.is_set():
             try:
                 ok = c.get(f"/v1/sessions/{session_id}").status_code == 200

@@ -18,9 +18,11 @@ def test_cluster_yaml_passes_rays_validation():
     assert "omnigent ray-start" in head and "-- --head" in head
     workers = " ".join(prepared["worker_start_ray_commands"])
     assert "omnigent ray-start" in workers and "--address=$RAY_HEAD_IP:6379" in workers
-    everything = " ".join(str(c) for key in ("head_start_ray_commands",
-                                             "worker_start_ray_commands", "setup_commands")
-                          for c in prepared[key])
+    everything = " ".join(
+        str(c)
+        for key in ("head_start_ray_commands", "worker_start_ray_commands", "setup_commands")
+        for c in prepared[key]
+    )
     assert "ray stop" not in everything
 
 

@@ -16,8 +16,15 @@ OWN = "node-own"
 
 
 def about(machine: str, key: str | None = None) -> dict:
-    return {"name": f"m-{machine}", "platform": "linux", "home": "/home/x", "cpus": 4,
-            "memory_bytes": 2**30, "machine_id": machine, "join_key": key}
+    return {
+        "name": f"m-{machine}",
+        "platform": "linux",
+        "home": "/home/x",
+        "cpus": 4,
+        "memory_bytes": 2**30,
+        "machine_id": machine,
+        "join_key": key,
+    }
 
 
 @pytest.fixture

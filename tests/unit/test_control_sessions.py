@@ -41,9 +41,17 @@ def parts(db, clock):
 
 
 def info(runner_id: str, token: str) -> dict:
-    return {"runner_id": runner_id, "binding_token": token, "host_id": "host_1",
-            "started_at": 5, "node_id": "n1", "pid": 42, "cwd": "/w",
-            "workspace": "/w", "git_branch": None}
+    return {
+        "runner_id": runner_id,
+        "binding_token": token,
+        "host_id": "host_1",
+        "started_at": 5,
+        "node_id": "n1",
+        "pid": 42,
+        "cwd": "/w",
+        "workspace": "/w",
+        "git_branch": None,
+    }
 
 
 def test_agent_id_is_stable_for_equal_specs():
@@ -65,8 +73,9 @@ def test_public_session_object(db):
         other = await sessions.create("alice", {"agent": dict(AGENT)})
         listed = await sessions.list("alice", 20, None, None, "desc")
         assert [x["id"] for x in listed["data"]] == [other["id"], s["id"]]
-        assert all(x["agent_id"] == agent_id(AGENT) and x["updated_at"] == 1000
-                   for x in listed["data"])
+        assert all(
+            x["agent_id"] == agent_id(AGENT) and x["updated_at"] == 1000 for x in listed["data"]
+        )
         assert (await sessions.list("bob", 20, None, None, "desc"))["data"] == []
         with pytest.raises(SessionNotFound):
             await sessions.get("bob", s["id"])  # someone else's: not found
@@ -78,9 +87,19 @@ def test_public_session_object(db):
 
 def test_a_session_stored_without_the_new_fields_still_answers(db):
     async def scenario():
-        old = {"id": "conv_old", "object": "session", "title": None, "owner": "alice",
-               "agent": AGENT, "host_id": None, "runner_id": None, "workspace": None,
-               "git_branch": None, "status": "idle", "created_at": 77}
+        old = {
+            "id": "conv_old",
+            "object": "session",
+            "title": None,
+            "owner": "alice",
+            "agent": AGENT,
+            "host_id": None,
+            "runner_id": None,
+            "workspace": None,
+            "git_branch": None,
+            "status": "idle",
+            "created_at": 77,
+        }
         await db(db.store.put_session, old)
         got = await Sessions(db, Clock()).get("alice", "conv_old")
         assert got["agent_id"] == agent_id(AGENT) and got["agent_name"] == "coder"
@@ -97,9 +116,12 @@ def test_bind_start_end_move_updated_at_and_counts(db):
         with pytest.raises(RunnerNotBound):
             await runners.of_session("alice", s["id"])
         clock.now = 1010
-        await runners.bind(s["id"], "runner_1", "secret", {"host_id": "host_1",
-                                                            "workspace": "/w",
-                                                            "git_branch": None})
+        await runners.bind(
+            s["id"],
+            "runner_1",
+            "secret",
+            {"host_id": "host_1", "workspace": "/w", "git_branch": None},
+        )
         got = await sessions.get("alice", s["id"])
         assert got["status"] == "launching" and got["updated_at"] == 1010
         assert "_binding" not in got
@@ -114,8 +136,10 @@ def test_bind_start_end_move_updated_at_and_counts(db):
         assert runner["status"] == "running" and counts.by_host == {"host_1": 1}
         got = await sessions.get("alice", s["id"])
         assert got["status"] == "running" and got["updated_at"] == 1020
-        assert await runners.of_session("alice", s["id"]) == {"runner_id": "runner_1",
-                                                              "host_id": "host_1"}
+        assert await runners.of_session("alice", s["id"]) == {
+            "runner_id": "runner_1",
+            "host_id": "host_1",
+        }
         assert (await runners.get("alice", "runner_1"))["pid"] == 42
         with pytest.raises(RunnerNotFound):
             await runners.get("bob", "runner_1")
@@ -125,8 +149,9 @@ def test_bind_start_end_move_updated_at_and_counts(db):
         await sessions.terminal_moved(s["id"], t["id"], "terminal_shell_k", "runner_1")
         routes = await sessions.terminal_routes("alice", t["id"])
         assert routes["own"] is None and routes["reason"] == "runner_not_bound"
-        assert routes["moved_in"] == {"terminal_shell_k": {"runner_id": "runner_1",
-                                                           "host_id": "host_1"}}
+        assert routes["moved_in"] == {
+            "terminal_shell_k": {"runner_id": "runner_1", "host_id": "host_1"}
+        }
         own = await sessions.terminal_routes("alice", s["id"])
         assert own["own"] == {"runner_id": "runner_1", "host_id": "host_1"}
         clock.now = 1030
@@ -136,8 +161,7 @@ def test_bind_start_end_move_updated_at_and_counts(db):
         got = await sessions.get("alice", s["id"])
         assert got["status"] == "runner_exited" and got["updated_at"] == 1030
         assert (await sessions.terminal_routes("alice", t["id"]))["moved_in"] == {}
-        assert (await sessions.terminal_routes("alice", s["id"]))["reason"] == \
-            "runner_unavailable"
+        assert (await sessions.terminal_routes("alice", s["id"]))["reason"] == "runner_unavailable"
         clock.now = 1040
         await runners.unbind(s["id"], "runner_1")
         got = await sessions.get("alice", s["id"])

@@ -38,8 +38,7 @@ def test_create_authenticate_list_revoke(db):
             assert hash_token(a) not in text and hash_token(b) not in text
         alice_id = next(t["id"] for t in listed if t["user"] == "alice")
         gone = await tokens.revoke(alice_id)
-        assert gone == {"id": alice_id, "object": "token.deleted", "user": "alice",
-                        "deleted": True}
+        assert gone == {"id": alice_id, "object": "token.deleted", "user": "alice", "deleted": True}
         assert await tokens.authenticate(a) is None
         assert await tokens.authenticate(b) == "bob"
         assert [t["user"] for t in await tokens.list()] == ["bob"]
@@ -87,6 +86,7 @@ def test_revocation_moves_the_version_and_wakes_watchers(db):
 
 def test_a_revocation_made_in_the_store_directly_is_noticed_by_refresh(db, tmp_path):
     """`omnigent token revoke` writes to the store from another process."""
+
     async def scenario():
         tokens = Tokens(db)
         await tokens.create("alice")

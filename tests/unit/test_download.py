@@ -27,8 +27,9 @@ def client(tmp_path):
 
     @app.get("/f")
     async def get():
-        return files._Download(str(path), size=len(DATA), media_type="application/x-thing",
-                               headers={"etag": '"e"'})
+        return files._Download(
+            str(path), size=len(DATA), media_type="application/x-thing", headers={"etag": '"e"'}
+        )
 
     with TestClient(app) as c:
         yield c
@@ -72,6 +73,7 @@ def test_reads_go_through_our_pool(client, monkeypatch):
         def named(*a2, **kw2):
             names.append(threading.current_thread().name)
             return fn(*a2, **kw2)
+
         return original(named, *a, **kw)
 
     monkeypatch.setattr(files._READS, "submit", submit)

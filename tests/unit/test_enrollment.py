@@ -11,7 +11,7 @@ def test_a_key_names_its_user_and_only_the_server_can_make_one():
     assert join_key(SECRET, "alice") == key  # the same line every time
     assert join_key_owner(b"other secret", key) is None
     user, _, mac = key.rpartition(".")
-    assert join_key_owner(SECRET, f"bob.{mac}") is None           # another user's name
+    assert join_key_owner(SECRET, f"bob.{mac}") is None  # another user's name
     assert join_key_owner(SECRET, f"alice.{'0' * len(mac)}") is None
     for bad in (None, "", "alice", ".", "alice.", f".{mac}", key + "x", key[:-1]):
         assert join_key_owner(SECRET, bad) is None

@@ -214,10 +214,12 @@ def test_mkdir_p_then_touch_repeated(root, tracker):
 
 def test_thousand_files_in_one_subprocess_all_listed(root, tracker):
     t = tracker()
-    code = ("import os\nos.makedirs('gen/sub', exist_ok=True)\n"
-            "for i in range(500):\n"
-            "    open(f'gen/sub/f{i:04d}.txt', 'w').write(str(i))\n"
-            "    open(f'top{i:04d}.txt', 'w').write(str(i))\n")
+    code = (
+        "import os\nos.makedirs('gen/sub', exist_ok=True)\n"
+        "for i in range(500):\n"
+        "    open(f'gen/sub/f{i:04d}.txt', 'w').write(str(i))\n"
+        "    open(f'top{i:04d}.txt', 'w').write(str(i))\n"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
     got = listed(t)
     want = {f"gen/sub/f{i:04d}.txt" for i in range(500)} | {f"top{i:04d}.txt" for i in range(500)}
@@ -242,8 +244,12 @@ def test_directory_renamed(root, tracker):
     put(root, "other.txt", b"o", mtime=OLD)
     t = tracker()
     os.rename(os.path.join(root, "old"), os.path.join(root, "new"))
-    assert listed(t) == {"old/a.txt": "deleted", "old/sub/b.txt": "deleted",
-                         "new/a.txt": "created", "new/sub/b.txt": "created"}
+    assert listed(t) == {
+        "old/a.txt": "deleted",
+        "old/sub/b.txt": "deleted",
+        "new/a.txt": "created",
+        "new/sub/b.txt": "created",
+    }
     # the renamed tree is still watched
     put(root, "new/sub/c.txt", b"c")
     assert listed(t)["new/sub/c.txt"] == "created"
@@ -300,19 +306,25 @@ def test_ignored_dirs_existing_at_start(root, tracker):
     put(root, "env/lib/site.py", b"1", mtime=OLD)
     put(root, "src/main.py", b"1", mtime=OLD)
     t = tracker()
-    sh(root, "echo 2 > node_modules/lib/index.js && echo n > node_modules/new.js"
-             " && echo 2 > web/node_modules/x.js && echo x > .git/HEAD"
-             " && echo o > .git/ORIG_HEAD && echo 2 > env/lib/site.py && touch env/lib/new.py"
-             " && echo 2 > src/main.py")
+    sh(
+        root,
+        "echo 2 > node_modules/lib/index.js && echo n > node_modules/new.js"
+        " && echo 2 > web/node_modules/x.js && echo x > .git/HEAD"
+        " && echo o > .git/ORIG_HEAD && echo 2 > env/lib/site.py && touch env/lib/new.py"
+        " && echo 2 > src/main.py",
+    )
     t.reconcile()
     assert listed(t) == {"src/main.py": "modified"}
 
 
 def test_ignored_dirs_created_in_session(root, tracker):
     t = tracker()
-    sh(root, "mkdir -p node_modules/pkg && echo 1 > node_modules/pkg/i.js"
-             " && mkdir -p sub/.git/objects && echo 1 > sub/.git/objects/ab"
-             " && mkdir __pycache__ && echo 1 > __pycache__/m.pyc && echo 1 > real.txt")
+    sh(
+        root,
+        "mkdir -p node_modules/pkg && echo 1 > node_modules/pkg/i.js"
+        " && mkdir -p sub/.git/objects && echo 1 > sub/.git/objects/ab"
+        " && mkdir __pycache__ && echo 1 > __pycache__/m.pyc && echo 1 > real.txt",
+    )
     assert listed(t) == {"real.txt": "created"}
     t.reconcile()
     assert listed(t) == {"real.txt": "created"}
@@ -322,8 +334,7 @@ def test_virtualenv_created_in_session_is_not_listed(root, tracker):
     """A virtual environment made during the session (`python -m venv env`) is a Python
     virtual environment: neither watched nor tracked, so none of its files are listed."""
     t = tracker()
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "myenv"], cwd=root,
-                   check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "myenv"], cwd=root, check=True)
     put(root, "app.py", b"print(1)\n")
     got = listed(t)
     assert got == {"app.py": "created"}, sorted(got)
@@ -353,10 +364,15 @@ def test_git_ignored_files_are_listed(root, tracker):
     put(root, ".gitignore", b"*.log\nbuild/\nsecret.txt\n", mtime=OLD)
     sh(root, "git init -q . 2>/dev/null || true")
     t = tracker()
-    sh(root, "echo x > debug.log && mkdir -p build && echo o > build/out.bin"
-             " && echo s > secret.txt")
-    assert listed(t) == {"debug.log": "created", "build/out.bin": "created",
-                         "secret.txt": "created"}
+    sh(
+        root,
+        "echo x > debug.log && mkdir -p build && echo o > build/out.bin && echo s > secret.txt",
+    )
+    assert listed(t) == {
+        "debug.log": "created",
+        "build/out.bin": "created",
+        "secret.txt": "created",
+    }
 
 
 # ---------------------------------------------------------------------------- reconcile
@@ -405,6 +421,7 @@ def test_background_reconcile_finds_mmap_write(root, tracker):
 
 def test_no_watcher_still_reports_changes(root, tracker, monkeypatch):
     """No inotify instance left: the tracker works by reconcile alone."""
+
     def no_inotify():
         raise OSError(24, "inotify instance limit reached")
 
@@ -416,9 +433,12 @@ def test_no_watcher_still_reports_changes(root, tracker, monkeypatch):
     t = tracker()
     assert t._fd is None
     assert t.quick() is False
-    sh(root, "echo two > mod.txt && rm del.txt && mkdir -p n/e/w && echo 1 > n/e/w/f"
-             " && echo tmp > tmp.txt && rm tmp.txt && echo 2 > node_modules/x.js"
-             " && echo changed > back.txt && printf same > back.txt")
+    sh(
+        root,
+        "echo two > mod.txt && rm del.txt && mkdir -p n/e/w && echo 1 > n/e/w/f"
+        " && echo tmp > tmp.txt && rm tmp.txt && echo 2 > node_modules/x.js"
+        " && echo changed > back.txt && printf same > back.txt",
+    )
     assert listed(t) == {"mod.txt": "modified", "del.txt": "deleted", "n/e/w/f": "created"}
     d = t.diff("mod.txt")
     assert (d["before"], d["after"]) == ("one", "two\n")
@@ -464,14 +484,26 @@ def test_diff_text_modified_created_deleted(root, tracker):
     m = t.diff("m.py")
     assert m["object"] == "session.environment.filesystem.file_diff"
     assert (m["path"], m["status"], m["encoding"], m["truncated"]) == (
-        "m.py", "modified", "utf-8", False)
+        "m.py",
+        "modified",
+        "utf-8",
+        False,
+    )
     assert (m["before"], m["after"]) == ("x = 'é'\n", "x = 'ü'\ny = 2\n")
     c = t.diff("c.txt")
     assert (c["status"], c["before"], c["after"], c["encoding"]) == (
-        "created", None, "brand new\n", "utf-8")
+        "created",
+        None,
+        "brand new\n",
+        "utf-8",
+    )
     d = t.diff("./d.txt")
     assert (d["path"], d["status"], d["before"], d["after"]) == (
-        "d.txt", "deleted", "gone soon\n", None)
+        "d.txt",
+        "deleted",
+        "gone soon\n",
+        None,
+    )
 
 
 def test_diff_binary_is_base64_both_sides(root, tracker):
@@ -543,7 +575,11 @@ def test_file_over_file_cap_compared_by_stat(root, tracker):
     assert listed(t) == {"big.txt": "modified"}
     d = t.diff("big.txt")
     assert (d["status"], d["before"], d["truncated"], d["encoding"]) == (
-        "modified", None, True, "utf-8")
+        "modified",
+        None,
+        True,
+        "utf-8",
+    )
     assert d["after"] == big.decode()
     with open(p, "wb") as f:
         f.write(b"shrunk")
@@ -551,8 +587,7 @@ def test_file_over_file_cap_compared_by_stat(root, tracker):
     assert (d["before"], d["after"], d["truncated"]) == (None, "shrunk", True)
     os.unlink(p)
     d = t.diff("big.txt")
-    assert (d["status"], d["before"], d["after"], d["truncated"]) == (
-        "deleted", None, None, True)
+    assert (d["status"], d["before"], d["after"], d["truncated"]) == ("deleted", None, None, True)
 
 
 def test_pack_cap_limits_total_kept(root, tracker):
@@ -635,10 +670,12 @@ def test_changes_time_with_1000_changed_files(root, tracker):
     for i in range(500):
         put(root, f"m/f{i:04d}.txt", f"original {i:04d}\n".encode(), mtime=OLD)
     t = tracker()
-    code = ("import os\n"
-            "for i in range(500):\n"
-            "    open(f'm/f{i:04d}.txt', 'w').write(f'modified {i:04d}\\n')\n"
-            "    open(f'c{i:04d}.txt', 'w').write('x')\n")
+    code = (
+        "import os\n"
+        "for i in range(500):\n"
+        "    open(f'm/f{i:04d}.txt', 'w').write(f'modified {i:04d}\\n')\n"
+        "    open(f'c{i:04d}.txt', 'w').write('x')\n"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
     t0 = time.perf_counter()
     out = t.changes()
@@ -646,8 +683,10 @@ def test_changes_time_with_1000_changed_files(root, tracker):
     t0 = time.perf_counter()
     again = t.changes()
     second = time.perf_counter() - t0
-    print(f"\nchanges() with 1000 changed files: first {first * 1000:.1f} ms, "
-          f"again {second * 1000:.1f} ms")
+    print(
+        f"\nchanges() with 1000 changed files: first {first * 1000:.1f} ms, "
+        f"again {second * 1000:.1f} ms"
+    )
     assert len(out["data"]) == 1000
     statuses = {e["status"] for e in out["data"]}
     assert statuses == {"modified", "created"}
@@ -671,8 +710,7 @@ def test_partial_baseline_lists_only_files_newer_than_the_session(root, tracker)
 
 
 def test_own_state_directory_inside_the_root_is_not_tracked(tmp_path, root):
-    t = ChangeTracker(root, os.path.join(root, ".omnigent", "runners", "r1"),
-                      reconcile_s=3600.0)
+    t = ChangeTracker(root, os.path.join(root, ".omnigent", "runners", "r1"), reconcile_s=3600.0)
     try:
         t.start()
         put(root, "a.txt", "x")

@@ -56,10 +56,24 @@ def test_list_root_entries_shape(root):
     assert out["object"] == "list"
     assert out["has_more"] is False
     assert out["data"] == [
-        {"id": "b.txt", "object": ENTRY, "name": "b.txt", "path": "b.txt", "type": "file",
-         "bytes": 5, "modified_at": 1_600_000_000},
-        {"id": "adir", "object": ENTRY, "name": "adir", "path": "adir", "type": "directory",
-         "bytes": None, "modified_at": 1_600_000_100},
+        {
+            "id": "b.txt",
+            "object": ENTRY,
+            "name": "b.txt",
+            "path": "b.txt",
+            "type": "file",
+            "bytes": 5,
+            "modified_at": 1_600_000_000,
+        },
+        {
+            "id": "adir",
+            "object": ENTRY,
+            "name": "adir",
+            "path": "adir",
+            "type": "directory",
+            "bytes": None,
+            "modified_at": 1_600_000_100,
+        },
     ]
     assert out["first_id"] == "b.txt" and out["last_id"] == "adir"
 
@@ -155,12 +169,12 @@ def test_list_link_leaving_root_tells_nothing_of_its_target(root, outside):
     os.symlink(os.path.join(outside, "secret"), os.path.join(root, "exists"))
     os.symlink(os.path.join(outside, "gone"), os.path.join(root, "missing"))
     for name in ["exists", "missing"]:
-        os.utime(os.path.join(root, name), (1_500_000_000, 1_500_000_000),
-                 follow_symlinks=False)
+        os.utime(os.path.join(root, name), (1_500_000_000, 1_500_000_000), follow_symlinks=False)
     data = get(root, "", order="asc")["data"]
     assert [e["path"] for e in data] == ["exists", "missing"]
     assert [(e["type"], e["bytes"], e["modified_at"]) for e in data] == [
-        ("other", None, 1_500_000_000)] * 2
+        ("other", None, 1_500_000_000)
+    ] * 2
 
 
 def test_list_symlink_leaving_root_is_other_without_target_info(root, outside):
@@ -223,10 +237,15 @@ def test_get_below_a_file_is_not_found(root):
 def test_read_utf8_text(root):
     put(root, "notes", "héllo wörld ✓\n".encode())
     out = get(root, "notes")
-    assert out == {"object": "session.environment.filesystem.file_content", "path": "notes",
-                   "bytes": len("héllo wörld ✓\n".encode()), "truncated": False,
-                   "content_type": "text/plain", "encoding": "utf-8",
-                   "content": "héllo wörld ✓\n"}
+    assert out == {
+        "object": "session.environment.filesystem.file_content",
+        "path": "notes",
+        "bytes": len("héllo wörld ✓\n".encode()),
+        "truncated": False,
+        "content_type": "text/plain",
+        "encoding": "utf-8",
+        "content": "héllo wörld ✓\n",
+    }
 
 
 def test_read_content_type_by_name(root):
@@ -287,8 +306,9 @@ def test_read_default_cap_is_read_cap(root):
     assert len(out["content"]) == READ_CAP
 
 
-@pytest.mark.parametrize("char, split_after", [
-    ("é", 1), ("✓", 1), ("✓", 2), ("😀", 1), ("😀", 2), ("😀", 3)])
+@pytest.mark.parametrize(
+    "char, split_after", [("é", 1), ("✓", 1), ("✓", 2), ("😀", 1), ("😀", 2), ("😀", 3)]
+)
 def test_read_multibyte_char_split_at_cap_is_dropped(root, char, split_after):
     assert 0 < split_after < len(char.encode())
     cap = 20
@@ -539,7 +559,7 @@ def test_edit_ambiguous_changes_nothing(root):
 
 
 def test_edit_overlapping_occurrences_are_ambiguous(root):
-    """"aa" occurs twice in "aaa" (at 0 and 1); replacing either gives a different file
+    """ "aa" occurs twice in "aaa" (at 0 and 1); replacing either gives a different file
     ("Xa" vs "aX"), so the match is not unique. str.count counts non-overlapping hits
     only and reports 1."""
     p, sig = _frozen(root, "m.txt", b"aaa")
@@ -586,9 +606,15 @@ def test_delete_file(root):
     put(root, "d/f.txt", b"12345")
     out = delete_path(root, "d/f.txt")
     assert not os.path.lexists(os.path.join(root, "d/f.txt"))
-    assert out == {"object": "session.environment.filesystem.delete_result",
-                   "operation": "deleted", "path": "d/f.txt", "deleted": True,
-                   "type": "file", "bytes_deleted": 5, "entries_deleted": 1}
+    assert out == {
+        "object": "session.environment.filesystem.delete_result",
+        "operation": "deleted",
+        "path": "d/f.txt",
+        "deleted": True,
+        "type": "file",
+        "bytes_deleted": 5,
+        "entries_deleted": 1,
+    }
 
 
 def test_delete_symlink_removes_the_link_not_the_target(root):
@@ -674,12 +700,15 @@ def test_delete_never_touches_outside(root, outside):
 LONG = "a/" * 3000 + "f.txt"  # 6005 bytes: over PATH_MAX
 
 
-@pytest.mark.parametrize("op", [
-    lambda root, rel: write_file(root, rel, b"x"),
-    lambda root, rel: get(root, rel),
-    lambda root, rel: edit_file(root, rel, "a", "b"),
-    lambda root, rel: delete_path(root, rel),
-])
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda root, rel: write_file(root, rel, b"x"),
+        lambda root, rel: get(root, rel),
+        lambda root, rel: edit_file(root, rel, "a", "b"),
+        lambda root, rel: delete_path(root, rel),
+    ],
+)
 @pytest.mark.parametrize("rel", [LONG, "x" * 256, "d/" + "y" * 300 + "/f"])
 def test_too_long_is_invalid_path_and_touches_nothing(root, op, rel):
     with pytest.raises(InvalidPath, match="too long"):

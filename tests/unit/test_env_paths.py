@@ -29,22 +29,25 @@ def tree(tmp_path):
 # ---------------------------------------------------------------------------- clean
 
 
-@pytest.mark.parametrize("rel, want", [
-    (None, ""),
-    ("", ""),
-    (".", ""),
-    ("./", ""),
-    ("a/..", ""),
-    ("a", "a"),
-    ("a/", "a"),
-    ("./a//b/", "a/b"),
-    ("a/./b", "a/b"),
-    ("a/../b", "b"),
-    ("a/b/../../c", "c"),
-    ("..foo", "..foo"),          # a name that starts with dots is not a `..` segment
-    ("a/..b/c..", "a/..b/c.."),
-    ("...", "..."),
-])
+@pytest.mark.parametrize(
+    "rel, want",
+    [
+        (None, ""),
+        ("", ""),
+        (".", ""),
+        ("./", ""),
+        ("a/..", ""),
+        ("a", "a"),
+        ("a/", "a"),
+        ("./a//b/", "a/b"),
+        ("a/./b", "a/b"),
+        ("a/../b", "b"),
+        ("a/b/../../c", "c"),
+        ("..foo", "..foo"),  # a name that starts with dots is not a `..` segment
+        ("a/..b/c..", "a/..b/c.."),
+        ("...", "..."),
+    ],
+)
 def test_clean_normalises(rel, want):
     assert clean(rel) == want
 
@@ -64,8 +67,9 @@ def test_clean_refuses_absolute(rel):
     assert ei.value.code == "invalid_path"
 
 
-@pytest.mark.parametrize("rel", ["..", "../", "../x", "a/../..", "a/../../x", "./../x",
-                                 "a/b/../../../x", "../ws/x"])
+@pytest.mark.parametrize(
+    "rel", ["..", "../", "../x", "a/../..", "a/../../x", "./../x", "a/b/../../../x", "../ws/x"]
+)
 def test_clean_refuses_leaving_the_root(rel):
     with pytest.raises(InvalidPath) as ei:
         clean(rel)
@@ -75,19 +79,22 @@ def test_clean_refuses_leaving_the_root(rel):
 # ---------------------------------------------------------------------------- inside
 
 
-@pytest.mark.parametrize("root, path, want", [
-    ("/x/ws", "/x/ws", True),
-    ("/x/ws", "/x/ws/a", True),
-    ("/x/ws", "/x/ws/a/b", True),
-    ("/x/ws", "/x/ws-evil", False),
-    ("/x/ws", "/x/ws-evil/a", False),
-    ("/x/ws", "/x/wsa", False),
-    ("/x/ws", "/x", False),
-    ("/x/ws", "/x/w", False),
-    ("/x/ws", "/y/ws", False),
-    ("/x/ws/", "/x/ws/a", True),
-    ("/", "/anything", True),
-])
+@pytest.mark.parametrize(
+    "root, path, want",
+    [
+        ("/x/ws", "/x/ws", True),
+        ("/x/ws", "/x/ws/a", True),
+        ("/x/ws", "/x/ws/a/b", True),
+        ("/x/ws", "/x/ws-evil", False),
+        ("/x/ws", "/x/ws-evil/a", False),
+        ("/x/ws", "/x/wsa", False),
+        ("/x/ws", "/x", False),
+        ("/x/ws", "/x/w", False),
+        ("/x/ws", "/y/ws", False),
+        ("/x/ws/", "/x/ws/a", True),
+        ("/", "/anything", True),
+    ],
+)
 def test_inside_compares_by_component(root, path, want):
     assert inside(root, path) is want
 
@@ -100,13 +107,16 @@ def test_resolve_root_and_plain_paths(tree):
     assert resolve(root, "src/a.py") == ("src/a.py", os.path.join(root, "src", "a.py"))
     assert resolve(root, "src//pkg/") == ("src/pkg", os.path.join(root, "src", "pkg"))
     # a tail that does not exist yet stays as written
-    assert resolve(root, "new/dir/f.txt") == ("new/dir/f.txt",
-                                              os.path.join(root, "new", "dir", "f.txt"))
+    assert resolve(root, "new/dir/f.txt") == (
+        "new/dir/f.txt",
+        os.path.join(root, "new", "dir", "f.txt"),
+    )
     assert resolve(root, "src/../x") == ("x", os.path.join(root, "x"))
 
 
-@pytest.mark.parametrize("rel", ["a\x00", "/etc/passwd", "..", "../ws-evil/secret",
-                                 "src/../../outside/secret"])
+@pytest.mark.parametrize(
+    "rel", ["a\x00", "/etc/passwd", "..", "../ws-evil/secret", "src/../../outside/secret"]
+)
 def test_resolve_refuses_bad_client_paths(tree, rel):
     _, root = tree
     with pytest.raises(InvalidPath):
@@ -137,8 +147,14 @@ def test_resolve_symlinked_parent_leaving_root_is_refused(tree):
     base, root = tree
     os.symlink(os.path.join(base, "outside"), os.path.join(root, "out"))
     os.symlink("../../../outside", os.path.join(root, "src", "pkg", "up"))
-    for rel in ["out", "out/secret", "out/new-file", "out/new/dir/f",
-                "src/pkg/up/secret", "src/pkg/up/new"]:
+    for rel in [
+        "out",
+        "out/secret",
+        "out/new-file",
+        "out/new/dir/f",
+        "src/pkg/up/secret",
+        "src/pkg/up/new",
+    ]:
         with pytest.raises(InvalidPath):
             resolve(root, rel)
 
@@ -192,12 +208,15 @@ def test_resolve_root_given_as_its_real_path(tmp_path):
 # ---------------------------------------------------------------------------- length
 
 
-@pytest.mark.parametrize("rel", [
-    "a/" * 3000 + "f.txt",             # 6005 bytes: over PATH_MAX
-    "x" * 4096,                         # one segment over NAME_MAX, and over PATH_MAX
-    "x" * 256,                          # one segment just over NAME_MAX
-    "d/" + "é" * 128,                   # 256 bytes of UTF-8 in 128 characters
-])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "a/" * 3000 + "f.txt",  # 6005 bytes: over PATH_MAX
+        "x" * 4096,  # one segment over NAME_MAX, and over PATH_MAX
+        "x" * 256,  # one segment just over NAME_MAX
+        "d/" + "é" * 128,  # 256 bytes of UTF-8 in 128 characters
+    ],
+)
 def test_clean_refuses_paths_the_kernel_would_refuse(rel):
     with pytest.raises(InvalidPath) as ei:
         clean(rel)
@@ -207,15 +226,15 @@ def test_clean_refuses_paths_the_kernel_would_refuse(rel):
 
 def test_clean_accepts_paths_at_the_limits():
     assert clean("x" * 255) == "x" * 255
-    assert clean("é" * 127) == "é" * 127   # 254 bytes
-    deep = "a/" * 2047 + "b"               # 4095 bytes
+    assert clean("é" * 127) == "é" * 127  # 254 bytes
+    deep = "a/" * 2047 + "b"  # 4095 bytes
     assert clean(deep) == deep
     assert clean("a/../" * 2000 + "b") == "b"  # judged once normalised
 
 
 def test_resolve_counts_the_root_too(tree):
     _, root = tree
-    room = 4095 - len(root) - 1            # bytes left after "<root>/"
+    room = 4095 - len(root) - 1  # bytes left after "<root>/"
     name = ("a/" * (room // 2))[: room - 1] + "b"
     assert len(os.path.join(root, name)) == 4095
     assert resolve(root, name)[0] == name

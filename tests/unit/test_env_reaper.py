@@ -13,8 +13,9 @@ import textwrap
 
 import pytest
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="child subreapers are Linux only")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="child subreapers are Linux only"
+)
 
 PRELUDE = """
 import asyncio, json, os, subprocess, sys, time
@@ -52,8 +53,13 @@ def run(cmd, timeout=10):
 
 def in_subreaper(body: str, tmp_path, timeout: float = 60) -> dict:
     script = PRELUDE + textwrap.dedent(body)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
@@ -65,17 +71,21 @@ def in_subreaper(body: str, tmp_path, timeout: float = 60) -> dict:
 
 
 def test_set_subreaper_takes(tmp_path):
-    got = in_subreaper("""
+    got = in_subreaper(
+        """
         before = reaper.is_subreaper()
         started = reaper.start()
         print(json.dumps({"before": before, "started": started,
                           "after": reaper.is_subreaper()}))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert got == {"before": False, "started": True, "after": True}
 
 
 def test_orphans_of_a_shell_are_reaped_and_its_exit_code_kept(tmp_path):
-    got = in_subreaper("""
+    got = in_subreaper(
+        """
         reaper.REAPER.tick = 0.02
         assert reaper.start()
         # a background child, and a daemonising subshell's child: both orphans at once
@@ -87,7 +97,9 @@ def test_orphans_of_a_shell_are_reaped_and_its_exit_code_kept(tmp_path):
         print(json.dumps({"exit_code": out["exit_code"], "mine": os.getpid(),
                           "parents": parents, "gone": gone,
                           "zombies": zombie_children(), "reaped": reaper.REAPER.reaped}))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert got["exit_code"] == 3
     assert got["parents"] == [got["mine"], got["mine"]]
     assert got["gone"] == [True, True]
@@ -96,14 +108,17 @@ def test_orphans_of_a_shell_are_reaped_and_its_exit_code_kept(tmp_path):
 
 def test_without_the_reaper_the_orphans_stay_zombies(tmp_path):
     """The control: a subreaper that does not reap keeps them (so the test above can fail)."""
-    got = in_subreaper("""
+    got = in_subreaper(
+        """
         assert reaper.set_subreaper()
         out = run("sleep 0.2 >/dev/null 2>&1 & echo $!; exit 0")
         pid = int(out["stdout"])
         time.sleep(0.6)
         print(json.dumps({"state": stat(pid)[0]}))
         os.waitpid(pid, 0)
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert got["state"] == "Z"
 
 
@@ -111,7 +126,8 @@ def test_a_spinning_reaper_never_steals_a_status(tmp_path):
     """Shells that exit at once (often before Popen has returned) race a reaper that looks
     every millisecond; each must keep its own exit code. So must a child that some other
     code starts without registering it (it stays in our session)."""
-    got = in_subreaper("""
+    got = in_subreaper(
+        """
         reaper.REAPER.tick = 0.0005
         assert reaper.start()
         codes = [run(f"exit {i % 50 + 1}")["exit_code"] for i in range(150)]
@@ -124,14 +140,18 @@ def test_a_spinning_reaper_never_steals_a_status(tmp_path):
                 wrong_other.append(i)
         print(json.dumps({"shell": wrong_shell, "other": wrong_other,
                           "reaped": reaper.REAPER.reaped}))
-    """, tmp_path, timeout=120)
+    """,
+        tmp_path,
+        timeout=120,
+    )
     assert got == {"shell": [], "other": [], "reaped": 0}
 
 
 def test_an_unregistered_child_of_its_own_session_is_taken_for_an_orphan(tmp_path):
     """What the registry is for: without `own`, a child with a session of its own is
     reaped by the reaper, and Popen then reads 0 (ECHILD)."""
-    got = in_subreaper("""
+    got = in_subreaper(
+        """
         reaper.REAPER.tick = 0.01
         assert reaper.start()
         p = subprocess.Popen(["/bin/sh", "-c", "exit 9"], start_new_session=True)
@@ -139,14 +159,17 @@ def test_an_unregistered_child_of_its_own_session_is_taken_for_an_orphan(tmp_pat
         while reaper.REAPER.reaped == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
         print(json.dumps({"reaped": reaper.REAPER.reaped, "code": p.wait()}))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert got == {"reaped": 1, "code": 0}
 
 
 def test_terminal_orphans_are_reaped(tmp_path):
     """A terminal's program leaves a background job behind; when the terminal ends, the
     job is killed and re-parented to us: reaped, and the terminal's own pid too."""
-    got = in_subreaper("""
+    got = in_subreaper(
+        """
         from omnigent.env.terminals import Terminals
         reaper.REAPER.tick = 0.02
         assert reaper.start()
@@ -175,5 +198,7 @@ def test_terminal_orphans_are_reaped(tmp_path):
 
         got = asyncio.run(main())
         print(json.dumps({**got, "zombies": zombie_children()}))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert got == {"job_gone": True, "term_gone": True, "owned": [], "zombies": []}

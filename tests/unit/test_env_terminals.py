@@ -10,8 +10,10 @@ import pytest
 from omnigent.env.terminals import CLOSE_GONE, CLOSE_SLOW, Client, Terminals
 from omnigent.errors import Conflict, InvalidRequest, NotFound
 
-BASH = {"shell": {"command": "bash", "args": ["--norc", "--noprofile"]},
-        "small": {"command": "bash", "args": ["--norc"], "scrollback": 1024}}
+BASH = {
+    "shell": {"command": "bash", "args": ["--norc", "--noprofile"]},
+    "small": {"command": "bash", "args": ["--norc"], "scrollback": 1024},
+}
 
 
 class Recorder:
@@ -55,6 +57,7 @@ def terms(tmp_path):
         t = Terminals(str(tmp_path), "conv_a", BASH, **kw)
         made.append(t)
         return t
+
     yield make
 
 
@@ -75,6 +78,7 @@ def test_launch_is_idempotent_and_gated_on_the_spec(terms):
         with pytest.raises(InvalidRequest):
             t.launch("shell", "../x")
         t.close_all()
+
     run(main())
 
 
@@ -93,6 +97,7 @@ def test_echo_resize_read_only_and_two_clients(terms, tmp_path):
         assert await until(lambda: b"45 123" in a.data)
         assert not (tmp_path / "should_not_exist").exists()
         t.close_all()
+
     run(main())
 
 
@@ -111,6 +116,7 @@ def test_replay_includes_output_made_while_detached(terms):
         t.attach(tid, later.client)
         assert b"one" in later.data and b"two" in later.data
         t.close_all()
+
     run(main())
 
 
@@ -124,6 +130,7 @@ def test_scrollback_is_capped(terms):
         assert await until(lambda: b"END" in r.data)
         assert len(t.get_live(tid).scrollback) == 1024
         t.close_all()
+
     run(main())
 
 
@@ -138,6 +145,7 @@ def test_slow_client_is_dropped_without_stalling_others(terms):
         assert await until(lambda: b"DONE" in fast.data)
         assert slow.closed == CLOSE_SLOW
         t.close_all()
+
     run(main())
 
 
@@ -154,6 +162,7 @@ def test_exit_closes_clients_and_leaves_the_list(terms):
             t.get_live(tid)
         with pytest.raises(NotFound):
             t.close(tid)
+
     run(main())
 
 
@@ -164,8 +173,11 @@ def test_close_kills_the_whole_group(terms, tmp_path):
         r = Recorder()
         t.attach(tid, r.client)
         t.write(tid, r.client, b"sleep 300 & echo $! > child.pid\n")
-        assert await until(lambda: (tmp_path / "child.pid").exists()
-                           and (tmp_path / "child.pid").read_text().strip())
+        assert await until(
+            lambda: (
+                (tmp_path / "child.pid").exists() and (tmp_path / "child.pid").read_text().strip()
+            )
+        )
         child = int((tmp_path / "child.pid").read_text())
         deleted = t.close(tid)
         assert deleted == {"id": tid, "object": "session.resource.deleted", "deleted": True}
@@ -177,9 +189,11 @@ def test_close_kills_the_whole_group(terms, tmp_path):
                     return f.read().split()[2] == "Z"
             except FileNotFoundError:
                 return True
+
         assert await until(gone)
         with pytest.raises(NotFound):
             t.close(tid)
+
     run(main())
 
 
@@ -198,27 +212,31 @@ def test_limit_and_transfer(terms):
         with pytest.raises(NotFound):
             t.get_live("terminal_shell_a")
         t.close_all()
+
     run(main())
 
 
-@pytest.mark.parametrize("spec", [
-    {"command": "ba\x00sh"},
-    {"command": "bash", "args": ["-c", "echo a\x00b"]},
-    {"command": "bash", "env": {"X": "a\x00b"}},
-    {"command": "bash", "env": {"X\x00": "1"}},
-    {"command": "bash", "env": {"A=B": "1"}},
-    {"command": "bash", "env": {"": "1"}},
-    {"command": "bash", "args": [1]},
-])
-def test_specs_exec_cannot_take_are_invalid_command_before_any_fork(tmp_path, spec,
-                                                                   monkeypatch):
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"command": "ba\x00sh"},
+        {"command": "bash", "args": ["-c", "echo a\x00b"]},
+        {"command": "bash", "env": {"X": "a\x00b"}},
+        {"command": "bash", "env": {"X\x00": "1"}},
+        {"command": "bash", "env": {"A=B": "1"}},
+        {"command": "bash", "env": {"": "1"}},
+        {"command": "bash", "args": [1]},
+    ],
+)
+def test_specs_exec_cannot_take_are_invalid_command_before_any_fork(tmp_path, spec, monkeypatch):
     import pty
 
     from omnigent.errors import InvalidCommand
 
     forks = []
-    monkeypatch.setattr(pty, "fork", lambda: forks.append(1) or (_ for _ in ()).throw(
-        AssertionError("forked")))
+    monkeypatch.setattr(
+        pty, "fork", lambda: forks.append(1) or (_ for _ in ()).throw(AssertionError("forked"))
+    )
 
     async def go():
         t = Terminals(str(tmp_path), "conv_a", {"bad": spec})
@@ -226,5 +244,6 @@ def test_specs_exec_cannot_take_are_invalid_command_before_any_fork(tmp_path, sp
             t.launch("bad", "k")
         assert ei.value.code == "invalid_command" and isinstance(ei.value, InvalidRequest)
         assert t.list() == []
+
     run(go())
     assert forks == []

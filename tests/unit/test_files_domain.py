@@ -20,28 +20,31 @@ from omnigent.domain.files import (
 # --- safe_filename ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("data.csv", "data.csv"),
-    ("dir/sub/data.csv", "data.csv"),
-    ("/etc/passwd", "passwd"),
-    ("../../etc/passwd", "passwd"),
-    ("..\\..\\Windows\\win.ini", "win.ini"),
-    ("C:\\Users\\eve\\report.pdf", "report.pdf"),
-    ("mixed/dirs\\and/name.txt", "name.txt"),
-    ("dir/..", "file"),
-    ("..", "file"),
-    (".", "file"),
-    ("", "file"),
-    (None, "file"),
-    ("   ", "file"),
-    ("dir/", "file"),
-    ("  spaced name.txt  ", "spaced name.txt"),
-    (".bashrc", ".bashrc"),
-    ("a\x00b\nc\r\td\x1b[31m\x7f.txt", "abcd[31m.txt"),
-    ("\x00\x01..\x02", "file"),  # nothing but ".." once the control characters are gone
-    ('say "hi".txt', 'say "hi".txt'),  # quotes are fine in a name (the header escapes them)
-    ("日本語 ファイル.txt", "日本語 ファイル.txt"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("data.csv", "data.csv"),
+        ("dir/sub/data.csv", "data.csv"),
+        ("/etc/passwd", "passwd"),
+        ("../../etc/passwd", "passwd"),
+        ("..\\..\\Windows\\win.ini", "win.ini"),
+        ("C:\\Users\\eve\\report.pdf", "report.pdf"),
+        ("mixed/dirs\\and/name.txt", "name.txt"),
+        ("dir/..", "file"),
+        ("..", "file"),
+        (".", "file"),
+        ("", "file"),
+        (None, "file"),
+        ("   ", "file"),
+        ("dir/", "file"),
+        ("  spaced name.txt  ", "spaced name.txt"),
+        (".bashrc", ".bashrc"),
+        ("a\x00b\nc\r\td\x1b[31m\x7f.txt", "abcd[31m.txt"),
+        ("\x00\x01..\x02", "file"),  # nothing but ".." once the control characters are gone
+        ('say "hi".txt', 'say "hi".txt'),  # quotes are fine in a name (the header escapes them)
+        ("日本語 ファイル.txt", "日本語 ファイル.txt"),
+    ],
+)
 def test_safe_filename(raw, expected):
     assert safe_filename(raw) == expected
 
@@ -66,8 +69,7 @@ def test_safe_filename_never_keeps_a_separator_or_control_character():
 def test_safe_filename_drops_c1_control_characters_too():
     """NEL (U+0085) and the other C1 controls are control characters as much as \\n is:
     some terminals and UIs act on them; they do not belong in a shown name."""
-    controls = [chr(c) for c in range(0x110000)
-                if unicodedata.category(chr(c)) == "Cc"]
+    controls = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cc"]
     assert len(controls) == 65  # C0, DEL and C1
     for c in controls:
         assert safe_filename(f"a{c}b.txt") == "ab.txt", hex(ord(c))
@@ -96,22 +98,25 @@ def test_safe_filename_cuts_a_long_name_to_a_name_a_file_system_takes():
 # --- content_type_for ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("declared, name, expected", [
-    ("text/csv", "data.csv", "text/csv"),
-    ("image/png", "no-extension", "image/png"),
-    ("application/x-custom; v=2", "x.bin", "application/x-custom; v=2"),
-    ("  image/png  ", "x", "image/png"),  # the declared type, trimmed
-    ("application/octet-stream", "photo.png", "application/octet-stream"),  # declared wins
-    (None, "data.csv", "text/csv"),
-    (None, "photo.PNG", "image/png"),
-    (None, "doc.pdf", "application/pdf"),
-    (None, "x.json", "application/json"),
-    ("", "photo.png", "image/png"),
-    ("   ", "photo.png", "image/png"),
-    (None, "README", "application/octet-stream"),
-    (None, "weird.zzzunknown", "application/octet-stream"),
-    (None, "", "application/octet-stream"),
-])
+@pytest.mark.parametrize(
+    "declared, name, expected",
+    [
+        ("text/csv", "data.csv", "text/csv"),
+        ("image/png", "no-extension", "image/png"),
+        ("application/x-custom; v=2", "x.bin", "application/x-custom; v=2"),
+        ("  image/png  ", "x", "image/png"),  # the declared type, trimmed
+        ("application/octet-stream", "photo.png", "application/octet-stream"),  # declared wins
+        (None, "data.csv", "text/csv"),
+        (None, "photo.PNG", "image/png"),
+        (None, "doc.pdf", "application/pdf"),
+        (None, "x.json", "application/json"),
+        ("", "photo.png", "image/png"),
+        ("   ", "photo.png", "image/png"),
+        (None, "README", "application/octet-stream"),
+        (None, "weird.zzzunknown", "application/octet-stream"),
+        (None, "", "application/octet-stream"),
+    ],
+)
 def test_content_type_for(declared, name, expected):
     assert content_type_for(declared, name) == expected
 
@@ -120,8 +125,11 @@ def test_content_type_for(declared, name, expected):
 def test_compressed_files_are_not_typed_as_what_they_decompress_to(name):
     """`report.csv.gz` holds gzip bytes, not CSV text: served as `text/csv`, a client
     would read binary garbage as text. The type must describe the stored bytes."""
-    assert content_type_for(None, name) in {"application/gzip", "application/x-gzip",
-                                            "application/octet-stream"}
+    assert content_type_for(None, name) in {
+        "application/gzip",
+        "application/x-gzip",
+        "application/octet-stream",
+    }
     # a declared type is still taken as it is
     assert content_type_for("application/gzip", name) == "application/gzip"
 
@@ -131,16 +139,20 @@ def test_compressed_files_are_not_typed_as_what_they_decompress_to(name):
 
 def _parse(header: str) -> tuple[str, dict]:
     """The disposition type and the parameters, quoted-string aware (RFC 6266)."""
-    m = re.match(r'\s*([A-Za-z-]+)', header)
+    m = re.match(r"\s*([A-Za-z-]+)", header)
     assert m, header
-    params, rest = {}, header[m.end():]
+    params, rest = {}, header[m.end() :]
     for p in re.finditer(r';\s*([A-Za-z*-]+)=("(?:[^"\\]|\\.)*"|[^;\s]*)', rest):
         key, value = p.group(1).lower(), p.group(2)
         if value.startswith('"'):
-            value = re.sub(r'\\(.)', r'\1', value[1:-1])
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
         params[key] = value
-    assert "".join(x.group(0) for x in re.finditer(
-        r';\s*([A-Za-z*-]+)=("(?:[^"\\]|\\.)*"|[^;\s]*)', rest)) == rest, header
+    assert (
+        "".join(
+            x.group(0) for x in re.finditer(r';\s*([A-Za-z*-]+)=("(?:[^"\\]|\\.)*"|[^;\s]*)', rest)
+        )
+        == rest
+    ), header
     return m.group(1).lower(), params
 
 
@@ -153,11 +165,22 @@ def _exact_name(header: str) -> str:
     return unquote(encoded, encoding="utf-8", errors="strict")
 
 
-@pytest.mark.parametrize("name", [
-    "data.csv", 'say "hi".txt', "back\\slash.txt", "résumé.pdf", "日本語.txt",
-    "semi;colon, comma.txt", "100% sure.txt", "tab\tname", "emoji 🎉.png", "a'b.txt",
-    "x" * 255,
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "data.csv",
+        'say "hi".txt',
+        "back\\slash.txt",
+        "résumé.pdf",
+        "日本語.txt",
+        "semi;colon, comma.txt",
+        "100% sure.txt",
+        "tab\tname",
+        "emoji 🎉.png",
+        "a'b.txt",
+        "x" * 255,
+    ],
+)
 def test_content_disposition_round_trips_the_name(name):
     header = content_disposition(name)
     header.encode("ascii")  # a header is ASCII: no raw unicode, nothing to mangle
@@ -173,8 +196,10 @@ def test_content_disposition_round_trips_the_name(name):
 
 
 def test_content_disposition_fallback_for_plain_ascii_is_the_name_itself():
-    assert content_disposition("data.csv") == \
-        "attachment; filename=\"data.csv\"; filename*=UTF-8''data.csv"
+    assert (
+        content_disposition("data.csv")
+        == "attachment; filename=\"data.csv\"; filename*=UTF-8''data.csv"
+    )
     assert _parse(content_disposition("my report.pdf"))[1]["filename"] == "my report.pdf"
 
 
@@ -188,15 +213,31 @@ def test_content_disposition_quotes_and_unicode():
 
 
 def test_file_resource_shape():
-    meta = {"id": "file_0001", "session_id": "conv_1", "filename": "data.csv",
-            "bytes": 4096, "content_type": "text/csv", "created_at": 1700000000,
-            "sha256": "ab" * 32, "path": "/secret/server/path", "owner": "alice"}
+    meta = {
+        "id": "file_0001",
+        "session_id": "conv_1",
+        "filename": "data.csv",
+        "bytes": 4096,
+        "content_type": "text/csv",
+        "created_at": 1700000000,
+        "sha256": "ab" * 32,
+        "path": "/secret/server/path",
+        "owner": "alice",
+    }
     res = file_resource(meta)
     assert res == {
-        "id": "file_0001", "object": "session.resource", "type": "file",
-        "session_id": "conv_1", "name": "data.csv",
-        "metadata": {"filename": "data.csv", "bytes": 4096, "content_type": "text/csv",
-                     "created_at": 1700000000, "sha256": "ab" * 32},
+        "id": "file_0001",
+        "object": "session.resource",
+        "type": "file",
+        "session_id": "conv_1",
+        "name": "data.csv",
+        "metadata": {
+            "filename": "data.csv",
+            "bytes": 4096,
+            "content_type": "text/csv",
+            "created_at": 1700000000,
+            "sha256": "ab" * 32,
+        },
     }
     # nothing of where the server keeps it leaks out
     assert "/secret" not in repr(res) and "alice" not in repr(res)
@@ -204,8 +245,15 @@ def test_file_resource_shape():
 
 
 def test_file_resource_name_is_the_filename():
-    meta = {"id": "file_2", "session_id": "conv_2", "filename": "résumé.pdf", "bytes": 0,
-            "content_type": "application/pdf", "created_at": 1, "sha256": "e3b0" + "0" * 60}
+    meta = {
+        "id": "file_2",
+        "session_id": "conv_2",
+        "filename": "résumé.pdf",
+        "bytes": 0,
+        "content_type": "application/pdf",
+        "created_at": 1,
+        "sha256": "e3b0" + "0" * 60,
+    }
     res = file_resource(meta)
     assert res["name"] == res["metadata"]["filename"] == "résumé.pdf"
     assert res["metadata"]["bytes"] == 0

@@ -11,17 +11,20 @@ def test_empty_means_home(raw):
     assert normalize_host_path(raw) == "~"
 
 
-@pytest.mark.parametrize("raw, want", [
-    ("home/alice", "/home/alice"),      # the route strips the leading "/": put it back
-    ("/home/alice", "/home/alice"),
-    ("//etc", "/etc"),
-    ("/", "/"),
-    ("~", "~"),
-    ("~/src", "~/src"),
-    ("~bob/x", "~bob/x"),
-    ("a/..foo/b..", "/a/..foo/b.."),    # names containing ".." are not ".." segments
-    ("a/.hidden", "/a/.hidden"),
-])
+@pytest.mark.parametrize(
+    "raw, want",
+    [
+        ("home/alice", "/home/alice"),  # the route strips the leading "/": put it back
+        ("/home/alice", "/home/alice"),
+        ("//etc", "/etc"),
+        ("/", "/"),
+        ("~", "~"),
+        ("~/src", "~/src"),
+        ("~bob/x", "~bob/x"),
+        ("a/..foo/b..", "/a/..foo/b.."),  # names containing ".." are not ".." segments
+        ("a/.hidden", "/a/.hidden"),
+    ],
+)
 def test_normalize(raw, want):
     assert normalize_host_path(raw) == want
 
@@ -40,16 +43,19 @@ def test_dotdot_segment_is_invalid_path(raw):
     assert ei.value.code == "invalid_path"
 
 
-@pytest.mark.parametrize("path, home, want", [
-    ("~", "/home/alice", "/home/alice"),
-    ("~/", "/home/alice", "/home/alice"),
-    ("~/src/x", "/home/alice", "/home/alice/src/x"),
-    ("~/src", "/home/alice/", "/home/alice/src"),
-    ("~", "/", "/"),
-    ("~/x", "/", "/x"),
-    ("/etc//ssh/", "/home/alice", "/etc/ssh"),
-    ("~bob/x", "/home/alice", "~bob/x"),   # left to the host's user database
-])
+@pytest.mark.parametrize(
+    "path, home, want",
+    [
+        ("~", "/home/alice", "/home/alice"),
+        ("~/", "/home/alice", "/home/alice"),
+        ("~/src/x", "/home/alice", "/home/alice/src/x"),
+        ("~/src", "/home/alice/", "/home/alice/src"),
+        ("~", "/", "/"),
+        ("~/x", "/", "/x"),
+        ("/etc//ssh/", "/home/alice", "/etc/ssh"),
+        ("~bob/x", "/home/alice", "~bob/x"),  # left to the host's user database
+    ],
+)
 def test_expand_home(path, home, want):
     assert expand_home(path, home) == want
 

@@ -126,6 +126,7 @@ def test_unreadable_dir_is_host_io_error(tmp_path):
 
 def test_tilde_user_expands_via_user_database():
     import pwd
+
     me = pwd.getpwuid(os.getuid())
     if not os.path.isdir(me.pw_dir):
         pytest.skip(f"home of {me.pw_name} does not exist")

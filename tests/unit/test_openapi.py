@@ -40,12 +40,18 @@ def test_every_runner_route_is_documented_under_the_session(doc):
 
 def test_environment_routes_are_there(doc):
     env = PREFIX + "/resources/environments/{environment_id}"
-    wanted = {("get", env + "/filesystem/{path}"), ("put", env + "/filesystem/{path}"),
-              ("patch", env + "/filesystem/{path}"), ("delete", env + "/filesystem/{path}"),
-              ("get", env + "/changes"), ("get", env + "/diff/{path}"),
-              ("get", env + "/search"), ("post", env + "/shell"),
-              ("post", PREFIX + "/resources/terminals"),
-              ("post", PREFIX + "/resources/files/{file_id}/fetch")}
+    wanted = {
+        ("get", env + "/filesystem/{path}"),
+        ("put", env + "/filesystem/{path}"),
+        ("patch", env + "/filesystem/{path}"),
+        ("delete", env + "/filesystem/{path}"),
+        ("get", env + "/changes"),
+        ("get", env + "/diff/{path}"),
+        ("get", env + "/search"),
+        ("post", env + "/shell"),
+        ("post", PREFIX + "/resources/terminals"),
+        ("post", PREFIX + "/resources/files/{file_id}/fetch"),
+    }
     have = {(m, p) for p, m, _ in _ops(doc)}
     assert wanted <= have, wanted - have
     assert len(have) >= 37  # 23 before the runner routes were declared
@@ -53,8 +59,10 @@ def test_environment_routes_are_there(doc):
 
 def test_bearer_scheme_and_401_everywhere(doc):
     assert doc["components"]["securitySchemes"]["bearerAuth"] == {
-        "type": "http", "scheme": "bearer",
-        "description": doc["components"]["securitySchemes"]["bearerAuth"]["description"]}
+        "type": "http",
+        "scheme": "bearer",
+        "description": doc["components"]["securitySchemes"]["bearerAuth"]["description"],
+    }
     assert doc["security"] == [{"bearerAuth": []}]
     for path, method, op in _ops(doc):
         assert "401" in op["responses"], (method, path)
@@ -82,10 +90,11 @@ def test_every_json_answer_is_typed(doc):
 
 def test_validation_errors_are_documented_as_422_with_codes(doc):
     op = doc["paths"][PREFIX + "/resources/environments/{environment_id}/shell"]["post"]
-    assert "422" in op["responses"] and "validation_error" in op["responses"]["422"][
-        "description"]
-    assert "404" in op["responses"] and "environment_not_found" in op["responses"]["404"][
-        "description"]
+    assert "422" in op["responses"] and "validation_error" in op["responses"]["422"]["description"]
+    assert (
+        "404" in op["responses"]
+        and "environment_not_found" in op["responses"]["404"]["description"]
+    )
 
 
 def test_operation_ids_are_unique(doc):

@@ -1,6 +1,5 @@
 """Keyset pagination (omnigent.domain.pagination)."""
 
-
 from omnigent.domain.pagination import list_envelope, paginate_by_key
 from omnigent.errors import InvalidRequest
 
@@ -113,8 +112,13 @@ def test_after_and_before_together_give_the_items_between():
 
 def test_list_envelope_with_data():
     env = list_envelope([{"id": "x"}, {"id": "y"}], True)
-    assert env == {"object": "list", "data": [{"id": "x"}, {"id": "y"}],
-                   "first_id": "x", "last_id": "y", "has_more": True}
+    assert env == {
+        "object": "list",
+        "data": [{"id": "x"}, {"id": "y"}],
+        "first_id": "x",
+        "last_id": "y",
+        "has_more": True,
+    }
 
 
 def test_list_envelope_custom_id_field():
@@ -123,5 +127,10 @@ def test_list_envelope_custom_id_field():
 
 
 def test_list_envelope_empty():
-    assert list_envelope([], False) == {"object": "list", "data": [], "first_id": None,
-                                        "last_id": None, "has_more": False}
+    assert list_envelope([], False) == {
+        "object": "list",
+        "data": [],
+        "first_id": None,
+        "last_id": None,
+        "has_more": False,
+    }

@@ -36,6 +36,6 @@ def test_head_shares_token_and_join_keys_privately(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(worker))
     assert join_key_owner(secret, raynode.take_shared_secrets(shared, "127.0.0.3")) == "alice"
     assert raynode.take_shared_secrets(shared, "127.0.0.4") == join_key(secret, "root")
-    token = (worker / ".omnigent" / "ray_token")
+    token = worker / ".omnigent" / "ray_token"
     assert token.read_text() == (head / ".omnigent" / "ray_token").read_text()
     assert stat.S_IMODE(os.stat(token).st_mode) == 0o600

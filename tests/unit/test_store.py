@@ -23,8 +23,15 @@ def store(db_path):
 
 
 def _session(sid="conv_1", owner="alice", **kw):
-    return {"id": sid, "owner": owner, "title": "t", "runner_id": None, "status": "idle",
-            "workspace": None, **kw}
+    return {
+        "id": sid,
+        "owner": owner,
+        "title": "t",
+        "runner_id": None,
+        "status": "idle",
+        "workspace": None,
+        **kw,
+    }
 
 
 def _all_bytes(directory):
@@ -53,8 +60,9 @@ def test_token_is_stored_hashed_never_in_plain_text(db_path, tmp_path):
 
 def test_upsert_host_same_owner_and_machine_keeps_id(store):
     h1 = store.upsert_host("alice", "m1", "host_a", {"name": "box", "platform": "linux"})
-    h2 = store.upsert_host("alice", "m1", "host_b",
-                           {"name": "box2", "platform": "linux", "info": {"cpus": 4}})
+    h2 = store.upsert_host(
+        "alice", "m1", "host_b", {"name": "box2", "platform": "linux", "info": {"cpus": 4}}
+    )
     assert h1["id"] == h2["id"] == "host_a"
     assert h2["name"] == "box2" and h2["info"] == {"cpus": 4}
     assert h2["registered_at"] == h1["registered_at"]

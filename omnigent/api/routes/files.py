@@ -24,17 +24,36 @@ from omnigent.models.common import error_responses
 from omnigent.wire import error_body
 
 router = APIRouter(prefix="/v1/sessions/{session_id}/resources/files", tags=["files"])
-_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {
-    "schema": {"type": "object", "required": ["file"], "properties": {
-        "file": {"type": "string", "format": "binary",
-                 "description": "The file; its part's filename and content type are kept."}}}}}}}
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "The file; its part's filename and content type "
+                            "are kept.",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
 _CONTENT: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The file's bytes, with its own Content-Type",
-          "content": {"*/*": {
-              "schema": {"type": "string", "format": "binary"}}}},
+    200: {
+        "description": "The file's bytes, with its own Content-Type",
+        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+    },
     206: {"description": "The requested range of the bytes (`Range`)"},
     304: {"description": "Not modified (`If-None-Match` matched the ETag)"},
-    **error_responses(404, 416, 503)}
+    **error_responses(404, 416, 503),
+}
 User = Annotated[str, Depends(current_user)]
 State = Annotated[AppState, Depends(state)]
 
@@ -44,25 +63,38 @@ async def _control(ref, timeout: float = 30.0):
 
 
 @router.get("", response_model=ResourceList, responses=error_responses(400, 404, 422, 503))
-async def list_files(session_id: str, user: User, st: State,
-                     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
-                     after: str | None = None, before: str | None = None,
-                     order: Literal["asc", "desc"] = "desc"):
-    return Json(await _control(st.control.list_files.remote(
-        user, session_id, limit, after, before, order)))
+async def list_files(
+    session_id: str,
+    user: User,
+    st: State,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    after: str | None = None,
+    before: str | None = None,
+    order: Literal["asc", "desc"] = "desc",
+):
+    return Json(
+        await _control(st.control.list_files.remote(user, session_id, limit, after, before, order))
+    )
 
 
-@router.post("", status_code=201, response_model=ResourcePublic, openapi_extra=_UPLOAD_BODY,
-             responses=error_responses(400, 404, 413, 503))
+@router.post(
+    "",
+    status_code=201,
+    response_model=ResourcePublic,
+    openapi_extra=_UPLOAD_BODY,
+    responses=error_responses(400, 404, 413, 503),
+)
 async def upload(session_id: str, request: Request, user: User, st: State):
     await _control(st.control.get_session.remote(user, session_id))  # 404 before any byte
     try:
-        staged = await uploads.receive(request, os.path.join(st.settings.files_dir, ".incoming"),
-                                       st.settings.file_cap_bytes)
+        staged = await uploads.receive(
+            request, os.path.join(st.settings.files_dir, ".incoming"), st.settings.file_cap_bytes
+        )
     except uploads.Incomplete:  # nobody is listening any more; the body says why anyway
         raise UploadIncomplete("the upload ended before it was complete") from None
-    resource = await _control(st.control.add_file.remote(
-        user, session_id, staged.path, staged.meta()))
+    resource = await _control(
+        st.control.add_file.remote(user, session_id, staged.path, staged.meta())
+    )
     return Json(resource, status_code=201)
 
 
@@ -73,8 +105,7 @@ async def get_file(session_id: str, file_id: str, user: User, st: State):
 
 
 @router.head("/{file_id}/content", response_class=Response, responses=_CONTENT)
-async def download_head(session_id: str, file_id: str, request: Request, user: User,
-                        st: State):
+async def download_head(session_id: str, file_id: str, request: Request, user: User, st: State):
     """As GET, without the body."""
     return await download(session_id, file_id, request, user, st)
 
@@ -84,19 +115,22 @@ async def download(session_id: str, file_id: str, request: Request, user: User, 
     found = await _control(st.control.get_file.remote(user, session_id, file_id))
     meta = found["resource"]["metadata"]
     etag = f'"{meta["sha256"]}"'
-    headers = {"etag": etag, "x-content-type-options": "nosniff",
-               "content-disposition": content_disposition(meta["filename"]),
-               "cache-control": "private, no-cache"}
+    headers = {
+        "etag": etag,
+        "x-content-type-options": "nosniff",
+        "content-disposition": content_disposition(meta["filename"]),
+        "cache-control": "private, no-cache",
+    }
     if _matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     if not os.path.exists(found["path"]):
         raise FileNotFound(f"file not found: {file_id}")
-    return _Download(found["path"], size=meta["bytes"], media_type=meta["content_type"],
-                     headers=headers)
+    return _Download(
+        found["path"], size=meta["bytes"], media_type=meta["content_type"], headers=headers
+    )
 
 
-@router.delete("/{file_id}", response_model=ResourceDeleted,
-               responses=error_responses(404, 503))
+@router.delete("/{file_id}", response_model=ResourceDeleted, responses=error_responses(404, 503))
 async def delete_file(session_id: str, file_id: str, user: User, st: State):
     return Json(await _control(st.control.delete_file.remote(user, session_id, file_id)))
 
@@ -150,10 +184,12 @@ class _Download(FileResponse):
             except MalformedRangeHeader:
                 scope = {**scope, "headers": [h for h in scope["headers"] if h[0] != b"range"]}
             except RangeNotSatisfiable:
-                body = error_body("range_not_satisfiable",
-                                  f"the range is outside the file's {self.size} bytes")
-                response = Json(body, status_code=416,
-                                headers={"content-range": f"bytes */{self.size}"})
+                body = error_body(
+                    "range_not_satisfiable", f"the range is outside the file's {self.size} bytes"
+                )
+                response = Json(
+                    body, status_code=416, headers={"content-range": f"bytes */{self.size}"}
+                )
                 await response(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)

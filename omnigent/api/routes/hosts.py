@@ -34,34 +34,59 @@ async def get_host(host_id: str, user: User, st: State):
 
 
 @router.get("/{host_id}/filesystem", response_model=HostEntryList, responses=_BROWSE)
-async def browse_root(host_id: str, user: User, st: State, limit: Limit = 20,
-                      after: str | None = None, before: str | None = None):
+async def browse_root(
+    host_id: str,
+    user: User,
+    st: State,
+    limit: Limit = 20,
+    after: str | None = None,
+    before: str | None = None,
+):
     return await _browse(st, user, host_id, None, limit, after, before)
 
 
-@router.get("/{host_id}/filesystem/{path:path}", response_model=HostEntryList,
-            responses=_BROWSE)
-async def browse_path(host_id: str, path: str, user: User, st: State, limit: Limit = 20,
-                      after: str | None = None, before: str | None = None):
+@router.get("/{host_id}/filesystem/{path:path}", response_model=HostEntryList, responses=_BROWSE)
+async def browse_path(
+    host_id: str,
+    path: str,
+    user: User,
+    st: State,
+    limit: Limit = 20,
+    after: str | None = None,
+    before: str | None = None,
+):
     return await _browse(st, user, host_id, path, limit, after, before)
 
 
-async def _browse(st: AppState, user: str, host_id: str, raw: str | None, limit: int,
-                  after: str | None, before: str | None):
+async def _browse(
+    st: AppState,
+    user: str,
+    host_id: str,
+    raw: str | None,
+    limit: int,
+    after: str | None,
+    before: str | None,
+):
     st.owned_host(user, host_id)
     path = normalize_host_path(raw)
     if st.hosts[host_id]["status"] != "online":
         raise HostOffline("the host is offline")
-    return json_bytes(await st.list_host_directory(
-        host_id, path=path, limit=limit, after=after, before=before))
+    return json_bytes(
+        await st.list_host_directory(host_id, path=path, limit=limit, after=after, before=before)
+    )
 
 
-@router.post("/{host_id}/runners", response_model=RunnerLaunched,
-             responses=error_responses(400, 403, 404, 409, 422, 502, 504))
+@router.post(
+    "/{host_id}/runners",
+    response_model=RunnerLaunched,
+    responses=error_responses(400, 403, 404, 409, 422, 502, 504),
+)
 async def launch_runner(host_id: str, body: LaunchRunner, user: User, st: State):
     git = body.git.model_dump() if body.git else None
-    return Json(await call(
-        st.control.launch_runner.remote(user, host_id, body.session_id, body.workspace, git),
-        timeout=st.settings.launch_timeout_s + 10,
-        unreachable=lambda: HostOffline("the control plane is restarting"),
-    ))
+    return Json(
+        await call(
+            st.control.launch_runner.remote(user, host_id, body.session_id, body.workspace, git),
+            timeout=st.settings.launch_timeout_s + 10,
+            unreachable=lambda: HostOffline("the control plane is restarting"),
+        )
+    )

@@ -35,8 +35,13 @@ DEFAULT_TIMEOUT_S = 60
 
 
 @router.get("", response_model=ResourceList, responses=_ERRORS)
-async def list_resources(session_id: str, request: Request, user: User, st: State,
-                         type: Literal["environment", "terminal", "file"] | None = None):
+async def list_resources(
+    session_id: str,
+    request: Request,
+    user: User,
+    st: State,
+    type: Literal["environment", "terminal", "file"] | None = None,
+):
     """The runner's inventory (it must be bound) with the session's files and the
     terminals other sessions handed to this one added. The three are asked at once."""
     from omnigent.api.routes.terminals import moved_in_terminals
@@ -47,10 +52,15 @@ async def list_resources(session_id: str, request: Request, user: User, st: Stat
     runner, moved, files = await asyncio.gather(
         _forward(session_id, "", request, user, st),
         moved_in_terminals(st, user, session_id) if type in (None, "terminal") else nothing(),
-        call(st.control.list_files.remote(user, session_id, 1000, None, None, "asc"),
-             timeout=30, unreachable=ControlUnavailable) if type in (None, "file")
+        call(
+            st.control.list_files.remote(user, session_id, 1000, None, None, "asc"),
+            timeout=30,
+            unreachable=ControlUnavailable,
+        )
+        if type in (None, "file")
         else nothing(),
-        return_exceptions=True)
+        return_exceptions=True,
+    )
     if isinstance(runner, BaseException):
         raise runner
     status, data, headers = runner
@@ -74,17 +84,20 @@ def _envelope(body: dict) -> dict:
 
 
 @router.get("/{resource_id}", response_model=ResourcePublic, responses=_ERRORS)
-async def get_resource(session_id: str, resource_id: str, request: Request, user: User,
-                       st: State):
+async def get_resource(session_id: str, resource_id: str, request: Request, user: User, st: State):
     if resource_id.startswith("file_"):  # files live on the server, runner or not
-        found = await call(st.control.get_file.remote(user, session_id, resource_id),
-                           timeout=30, unreachable=ControlUnavailable)
+        found = await call(
+            st.control.get_file.remote(user, session_id, resource_id),
+            timeout=30,
+            unreachable=ControlUnavailable,
+        )
         return Json(found["resource"])
     return await forward(session_id, "/" + resource_id, request, user, st)
 
 
-@router.api_route("{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                  include_in_schema=False)
+@router.api_route(
+    "{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+)
 async def forward(session_id: str, rest: str, request: Request, user: User, st: State):
     """Everything the runner answers (actors/runner_api.py), as the document lists it."""
     methods = documented_methods(request.app).allowed(request.scope["path"])
@@ -100,8 +113,15 @@ async def _forward(session_id: str, rest: str, request: Request, user: str, st: 
     body = await _read_body(request)
     timeout = SHELL_TIMEOUT_S if rest.endswith("/shell") else DEFAULT_TIMEOUT_S
     return await st.forward_to_runner(
-        user, session_id, request.method, _raw_suffix(request, rest), request.url.query,
-        body, request.headers.get("content-type"), timeout)
+        user,
+        session_id,
+        request.method,
+        _raw_suffix(request, rest),
+        request.url.query,
+        body,
+        request.headers.get("content-type"),
+        timeout,
+    )
 
 
 def _raw_suffix(request: Request, rest: str) -> str:

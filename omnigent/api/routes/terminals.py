@@ -49,12 +49,16 @@ State = Annotated[AppState, Depends(state)]
 # session handed to it (transfer), which stay on the runner that started them; the
 # ControlActor remembers those. Requests for them carry the session they are made for.
 async def _routes(st: AppState, user: str, session_id: str) -> dict:
-    return await call(st.control.terminal_routes.remote(user, session_id), timeout=10,
-                      unreachable=ControlUnavailable)
+    return await call(
+        st.control.terminal_routes.remote(user, session_id),
+        timeout=10,
+        unreachable=ControlUnavailable,
+    )
 
 
-async def _locate(st: AppState, user: str, session_id: str, terminal_id: str
-                  ) -> tuple[RunnerLink, dict]:
+async def _locate(
+    st: AppState, user: str, session_id: str, terminal_id: str
+) -> tuple[RunnerLink, dict]:
     routes = await _routes(st, user, session_id)
     moved = routes["moved_in"].get(terminal_id)
     if moved is not None:
@@ -81,19 +85,28 @@ async def moved_in_terminals(st: AppState, user: str, session_id: str) -> list[d
     found: list[dict] = []
     for runner in {m["runner_id"]: m for m in routes["moved_in"].values()}.values():
         link = await st.link_for_runner(runner["runner_id"], runner["host_id"])
-        status, data, _ = await st.forward_via(link, "GET", "/resources/terminals",
-                                               "limit=1000&order=asc",
-                                               headers={SESSION_HEADER: session_id})
+        status, data, _ = await st.forward_via(
+            link,
+            "GET",
+            "/resources/terminals",
+            "limit=1000&order=asc",
+            headers={SESSION_HEADER: session_id},
+        )
         if status == 200:
             found += json.loads(data)["data"]
     return found
 
 
 @router.get(PREFIX, response_model=ResourceList, tags=["terminals"], responses=_ERRORS)
-async def list_terminals(session_id: str, user: User, st: State,
-                         limit: Annotated[int, Query(ge=1, le=1000)] = 20,
-                         after: str | None = None, before: str | None = None,
-                         order: Literal["asc", "desc"] = "desc"):
+async def list_terminals(
+    session_id: str,
+    user: User,
+    st: State,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    after: str | None = None,
+    before: str | None = None,
+    order: Literal["asc", "desc"] = "desc",
+):
     routes = await _routes(st, user, session_id)
     if routes["own"] is None and not routes["moved_in"]:
         raise _no_runner(routes["reason"])
@@ -102,43 +115,66 @@ async def list_terminals(session_id: str, user: User, st: State,
     if routes["own"] is not None:
         places.append((await st.runner_link(user, session_id), {}))
     for runner in {m["runner_id"]: m for m in routes["moved_in"].values()}.values():
-        places.append((await st.link_for_runner(runner["runner_id"], runner["host_id"]),
-                       {SESSION_HEADER: session_id}))
+        places.append(
+            (
+                await st.link_for_runner(runner["runner_id"], runner["host_id"]),
+                {SESSION_HEADER: session_id},
+            )
+        )
     for link, headers in places:
         status, data, ctype = await st.forward_via(
-            link, "GET", "/resources/terminals", "limit=1000&order=asc", headers=headers)
+            link, "GET", "/resources/terminals", "limit=1000&order=asc", headers=headers
+        )
         if status != 200:
             return _reply(status, data, ctype)
         items += json.loads(data)["data"]
-    page = paginate_by_key(items, key=lambda t: t["id"], limit=limit, after=after,
-                           before=before, descending=order == "desc")
+    page = paginate_by_key(
+        items,
+        key=lambda t: t["id"],
+        limit=limit,
+        after=after,
+        before=before,
+        descending=order == "desc",
+    )
     return Json(list_envelope(page.items, page.has_more))
 
 
-@router.get(PREFIX + "/{terminal_id}", response_model=ResourcePublic, tags=["terminals"],
-            responses=_ERRORS)
+@router.get(
+    PREFIX + "/{terminal_id}", response_model=ResourcePublic, tags=["terminals"], responses=_ERRORS
+)
 async def get_terminal(session_id: str, terminal_id: str, user: User, st: State):
     link, headers = await _locate(st, user, session_id, terminal_id)
-    return _reply(*await st.forward_via(link, "GET", f"/resources/terminals/{terminal_id}",
-                                        headers=headers))
+    return _reply(
+        *await st.forward_via(link, "GET", f"/resources/terminals/{terminal_id}", headers=headers)
+    )
 
 
-@router.delete(PREFIX + "/{terminal_id}", response_model=ResourceDeleted, tags=["terminals"],
-               responses=_ERRORS)
+@router.delete(
+    PREFIX + "/{terminal_id}", response_model=ResourceDeleted, tags=["terminals"], responses=_ERRORS
+)
 async def close_terminal(session_id: str, terminal_id: str, user: User, st: State):
     link, headers = await _locate(st, user, session_id, terminal_id)
-    answer = await st.forward_via(link, "DELETE", f"/resources/terminals/{terminal_id}",
-                                  headers=headers)
+    answer = await st.forward_via(
+        link, "DELETE", f"/resources/terminals/{terminal_id}", headers=headers
+    )
     if headers and answer[0] in (200, 404):
-        await call(st.control.forget_terminal.remote(session_id, terminal_id), timeout=10,
-                   unreachable=ControlUnavailable)
+        await call(
+            st.control.forget_terminal.remote(session_id, terminal_id),
+            timeout=10,
+            unreachable=ControlUnavailable,
+        )
     return _reply(*answer)
 
 
-@router.post(PREFIX + "/{terminal_id}/transfer", response_model=ResourcePublic,
-             tags=["terminals"], responses=_ERRORS)
-async def transfer_terminal(session_id: str, terminal_id: str, body: TerminalTransfer,
-                            user: User, st: State):
+@router.post(
+    PREFIX + "/{terminal_id}/transfer",
+    response_model=ResourcePublic,
+    tags=["terminals"],
+    responses=_ERRORS,
+)
+async def transfer_terminal(
+    session_id: str, terminal_id: str, body: TerminalTransfer, user: User, st: State
+):
     target = body.target_session_id
     target_routes = await _routes(st, user, target)  # 404 for unknown / another user's
     link, headers = await _locate(st, user, session_id, terminal_id)
@@ -150,13 +186,20 @@ async def transfer_terminal(session_id: str, terminal_id: str, body: TerminalTra
             status, _, _ = await st.forward_via(own, "GET", f"/resources/terminals/{terminal_id}")
             if status == 200:
                 raise TerminalExists(f"session {target} already has {terminal_id}")
-    answer = await st.forward_via(link, "POST", f"/resources/terminals/{terminal_id}/transfer",
-                                  body=body.model_dump_json().encode(),
-                                  content_type="application/json", headers=headers)
+    answer = await st.forward_via(
+        link,
+        "POST",
+        f"/resources/terminals/{terminal_id}/transfer",
+        body=body.model_dump_json().encode(),
+        content_type="application/json",
+        headers=headers,
+    )
     if answer[0] == 200:
-        await call(st.control.terminal_moved.remote(session_id, target, terminal_id,
-                                                    link.runner_id),
-                   timeout=10, unreachable=ControlUnavailable)
+        await call(
+            st.control.terminal_moved.remote(session_id, target, terminal_id, link.runner_id),
+            timeout=10,
+            unreachable=ControlUnavailable,
+        )
     return _reply(*answer)
 
 
@@ -178,8 +221,9 @@ async def attach(ws: WebSocket, session_id: str, terminal_id: str) -> None:
     query = "?read_only=true" if ws.query_params.get("read_only") == "true" else ""
     url = URL(f"{link.url}/resources/terminals/{terminal_id}/attach{query}", encoded=False)
     try:
-        upstream = await st.http.ws_connect(url, headers={KEY_HEADER: link.key, **headers},
-                                            max_msg_size=0, autoping=True)
+        upstream = await st.http.ws_connect(
+            url, headers={KEY_HEADER: link.key, **headers}, max_msg_size=0, autoping=True
+        )
     except aiohttp.ClientError:
         await ws.close(code=wire.CLOSE_UNAVAILABLE, reason="the session's runner is not reachable")
         return
