@@ -27,6 +27,7 @@ from omnigent.control.hosts import Hosts
 from omnigent.control.runners import Runners
 from omnigent.control.sessions import LIVE, Sessions
 from omnigent.control.tokens import Tokens
+from omnigent.control.watch import Version
 from omnigent.credentials import server_secret
 from omnigent.errors import HostOffline, OmnigentError
 from omnigent.store import Store
@@ -43,6 +44,9 @@ class ControlActor:
         self.db = StoreThread(Store(self.settings.db_path))
         clock = time.time
         self.tokens = Tokens(self.db)
+        # Moves on every change to a session's files or moved-in terminals: an API replica
+        # keeps what `GET …/resources` adds to the runner's inventory until it moves.
+        self.extras = Version()
         self.hosts = Hosts(
             self.db,
             clock,
@@ -100,6 +104,11 @@ class ControlActor:
 
     async def revoke_token(self, token_id: str) -> dict:
         return await self.tokens.revoke(token_id)
+
+    async def watch_extras(self, known_version: int, wait_s: float = 20.0) -> int:
+        """Long-poll: the version of sessions' files and moved-in terminals once it differs
+        from `known_version`."""
+        return await self.extras.wait_past(known_version, wait_s)
 
     async def watch_tokens(self, known_version: int, wait_s: float = 20.0) -> int:
         """Long-poll: the token version once it differs from `known_version` (it moves
@@ -222,6 +231,7 @@ class ControlActor:
                 )
             await self.sessions.remove(session_id)
             await self.files.remove_all(session_id)
+            self.extras.bump()
             entry = self.session_actors.pop(session_id, None)
             if entry is not None:
                 ray.kill(entry[0])
@@ -238,14 +248,19 @@ class ControlActor:
         self, source: str, target: str, terminal_id: str, runner_id: str
     ) -> None:
         await self.sessions.terminal_moved(source, target, terminal_id, runner_id)
+        self.extras.bump()
 
     async def forget_terminal(self, session_id: str, terminal_id: str) -> None:
         await self.sessions.forget_terminal(session_id, terminal_id)
+        self.extras.bump()
 
     # files ------------------------------------------------------------------------
     async def add_file(self, user: str, session_id: str, staged: str, meta: dict) -> dict:
         """Take a fully received upload (a staged file on this machine) into the session."""
-        return await self.files.add(user, session_id, staged, meta)
+        try:
+            return await self.files.add(user, session_id, staged, meta)
+        finally:
+            self.extras.bump()
 
     async def list_files(
         self,
@@ -263,7 +278,10 @@ class ControlActor:
         return await self.files.get(user, session_id, file_id)
 
     async def delete_file(self, user: str, session_id: str, file_id: str) -> dict:
-        return await self.files.delete(user, session_id, file_id)
+        try:
+            return await self.files.delete(user, session_id, file_id)
+        finally:
+            self.extras.bump()
 
     async def file_chunks(self, session_id: str, file_id: str, chunk: int = 4 * 2**20):
         """The bytes of a session's file, streamed to a runner on another node."""

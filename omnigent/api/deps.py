@@ -42,6 +42,9 @@ class AppState:
         self.version = -1
         self._tokens: dict[str, tuple[str, float]] = {}
         self.token_version: int | None = None
+        # (user, session id) -> (extras version, moved-in terminal routes, files page)
+        self.extras_version: int | None = None
+        self._extras: dict[tuple[str, str], tuple[int, dict, dict]] = {}
         self._host_handles: dict[str, tuple[str | None, object]] = {}
         self._links: dict[str, tuple[str | None, HostLink]] = {}
         self._runner_links: dict[str, tuple[str, RunnerLink]] = {}  # sid -> (owner, link)
@@ -59,6 +62,7 @@ class AppState:
         self._apply(*await self.control.watch_hosts.remote(-1, 0))
         self._task = asyncio.get_running_loop().create_task(self._follow_hosts())
         self._token_task = asyncio.get_running_loop().create_task(self._follow_tokens())
+        self._extras_task = asyncio.get_running_loop().create_task(self._follow_extras())
 
     async def _follow_hosts(self) -> None:
         while True:
@@ -80,6 +84,53 @@ class AppState:
             if deadlines and self.hosts.get(host_id, {}).get("status") != "online":
                 for deadline in deadlines:
                     deadline.reschedule(now)
+
+    # what the resource list adds to the runner's inventory ------------------------
+    async def _follow_extras(self) -> None:
+        """Drop the cached files and moved-in terminals whenever their version moves."""
+        while True:
+            try:
+                known = -2 if self.extras_version is None else self.extras_version
+                version = await self.control.watch_extras.remote(known)
+            except Exception:  # noqa: BLE001 - control restarting: cache nothing meanwhile
+                self._extras.clear()
+                self.extras_version = None
+                await asyncio.sleep(0.2)
+                continue
+            if version != self.extras_version:
+                self._extras.clear()
+                self.extras_version = version
+
+    async def session_extras(self, user: str, session_id: str) -> tuple[dict, dict]:
+        """The session's moved-in terminal routes and its files (first 1,000), from the
+        ControlActor, kept until a change anywhere moves their version."""
+        version = self.extras_version
+        cached = self._extras.get((user, session_id))
+        if cached is not None and version is not None and cached[0] == version:
+            return cached[1], cached[2]
+        routes, files = await asyncio.gather(
+            call(
+                self.control.terminal_routes.remote(user, session_id),
+                timeout=10,
+                unreachable=ControlUnavailable,
+            ),
+            call(
+                self.control.list_files.remote(user, session_id, 1000, None, None, "asc"),
+                timeout=30,
+                unreachable=ControlUnavailable,
+            ),
+        )
+        if version is not None and version == self.extras_version:  # nothing moved meanwhile
+            if len(self._extras) > 10_000:
+                self._extras.clear()
+            self._extras[(user, session_id)] = (version, routes, files)
+        return routes, files
+
+    def forget_extras(self, *session_ids: str) -> None:
+        """This replica changed them: read them afresh (read-your-writes, before the
+        long-poll brings the new version)."""
+        for key in [k for k in self._extras if k[1] in session_ids]:
+            del self._extras[key]
 
     # authentication --------------------------------------------------------------
     async def _follow_tokens(self) -> None:

@@ -58,3 +58,27 @@ def test_both_cursors_give_the_entries_between(world):
     )
     assert r.status_code == 200, r.text
     assert [e["name"] for e in r.json()["data"]] == ["f2", "f3"]
+
+
+def test_resource_list_shows_each_upload_and_delete_at_once(world):
+    """The API keeps what it adds to the runner's inventory (files, moved-in terminals)
+    until it changes: a change must show in the very next list."""
+    ws = make_workspace(world.node_a.home)
+    sid = launched(world.alice, world.host_a, ws)
+
+    def files() -> list[str]:
+        r = world.alice.get(f"/v1/sessions/{sid}/resources")
+        assert r.status_code == 200, r.text
+        return [x["id"] for x in r.json()["data"] if x["type"] == "file"]
+
+    assert files() == [] and files() == []  # the second from what the API kept
+    ids = []
+    for i in range(3):
+        r = world.alice.post(
+            f"/v1/sessions/{sid}/resources/files", files={"file": (f"f{i}.txt", b"x", "text/plain")}
+        )
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+        assert files() == ids
+    assert world.alice.delete(f"/v1/sessions/{sid}/resources/files/{ids[0]}").status_code == 200
+    assert files() == ids[1:]

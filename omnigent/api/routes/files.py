@@ -92,9 +92,12 @@ async def upload(session_id: str, request: Request, user: User, st: State):
         )
     except uploads.Incomplete:  # nobody is listening any more; the body says why anyway
         raise UploadIncomplete("the upload ended before it was complete") from None
-    resource = await _control(
-        st.control.add_file.remote(user, session_id, staged.path, staged.meta())
-    )
+    try:
+        resource = await _control(
+            st.control.add_file.remote(user, session_id, staged.path, staged.meta())
+        )
+    finally:
+        st.forget_extras(session_id)
     return Json(resource, status_code=201)
 
 
@@ -132,7 +135,10 @@ async def download(session_id: str, file_id: str, request: Request, user: User, 
 
 @router.delete("/{file_id}", response_model=ResourceDeleted, responses=error_responses(404, 503))
 async def delete_file(session_id: str, file_id: str, user: User, st: State):
-    return Json(await _control(st.control.delete_file.remote(user, session_id, file_id)))
+    try:
+        return Json(await _control(st.control.delete_file.remote(user, session_id, file_id)))
+    finally:
+        st.forget_extras(session_id)
 
 
 _READS = ThreadPoolExecutor(4, thread_name_prefix="download")

@@ -43,22 +43,14 @@ async def list_resources(
     type: Literal["environment", "terminal", "file"] | None = None,
 ):
     """The runner's inventory (it must be bound) with the session's files and the
-    terminals other sessions handed to this one added. The three are asked at once."""
+    terminals other sessions handed to this one added; the runner and the ControlActor
+    are asked at once, and the latter's answer is kept until it changes
+    (`AppState.session_extras`)."""
     from omnigent.api.routes.terminals import moved_in_terminals
 
-    async def nothing() -> None:
-        return None
-
-    runner, moved, files = await asyncio.gather(
+    runner, extras = await asyncio.gather(
         _forward(session_id, "", request, user, st),
-        moved_in_terminals(st, user, session_id) if type in (None, "terminal") else nothing(),
-        call(
-            st.control.list_files.remote(user, session_id, 1000, None, None, "asc"),
-            timeout=30,
-            unreachable=ControlUnavailable,
-        )
-        if type in (None, "file")
-        else nothing(),
+        st.session_extras(user, session_id),
         return_exceptions=True,
     )
     if isinstance(runner, BaseException):
@@ -66,11 +58,14 @@ async def list_resources(
     status, data, headers = runner
     if status != 200:
         return Response(data, status, headers=headers)
-    for answer in (moved, files):
-        if isinstance(answer, BaseException):
-            raise answer
+    if isinstance(extras, BaseException):
+        raise extras
+    routes, files = extras
     body = json.loads(data)
-    body["data"] += moved or []
+    if type in (None, "terminal") and routes["moved_in"]:
+        body["data"] += await moved_in_terminals(st, user, session_id, routes)
+    if type not in (None, "file"):
+        files = None
     if files is not None:
         body["data"] = [r for r in body["data"] if r["type"] != "file"] + files["data"]
         body["has_more"] = bool(body.get("has_more")) or files["has_more"]

@@ -67,7 +67,10 @@ async def get_session(session_id: str, user: User, st: State):
     "/sessions/{session_id}", response_model=SessionDeleted, responses=error_responses(404, 503)
 )
 async def delete_session(session_id: str, user: User, st: State):
-    return await _control(st, st.control.delete_session.remote(user, session_id), 30)
+    try:
+        return await _control(st, st.control.delete_session.remote(user, session_id), 30)
+    finally:
+        st.forget_extras(session_id)
 
 
 @router.get(

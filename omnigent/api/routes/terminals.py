@@ -79,9 +79,13 @@ def _reply(status: int, data: bytes, headers: dict[str, str]) -> Response:
     return Response(data, status, headers=headers)
 
 
-async def moved_in_terminals(st: AppState, user: str, session_id: str) -> list[dict]:
-    """The terminals other sessions handed to this one, as resources."""
-    routes = await _routes(st, user, session_id)
+async def moved_in_terminals(
+    st: AppState, user: str, session_id: str, routes: dict | None = None
+) -> list[dict]:
+    """The terminals other sessions handed to this one, as resources (asked of the
+    runners they run on: whether they still live is theirs to say)."""
+    if routes is None:
+        routes = await _routes(st, user, session_id)
     found: list[dict] = []
     for runner in {m["runner_id"]: m for m in routes["moved_in"].values()}.values():
         link = await st.link_for_runner(runner["runner_id"], runner["host_id"])
@@ -163,6 +167,7 @@ async def close_terminal(session_id: str, terminal_id: str, user: User, st: Stat
             timeout=10,
             unreachable=ControlUnavailable,
         )
+        st.forget_extras(session_id)
     return _reply(*answer)
 
 
@@ -200,6 +205,7 @@ async def transfer_terminal(
             timeout=10,
             unreachable=ControlUnavailable,
         )
+        st.forget_extras(session_id, target)
     return _reply(*answer)
 
 
