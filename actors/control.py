@@ -71,7 +71,7 @@ class ControlActor:
         for runner in await self.runners.live():
             handle = get_named(runner["runner_id"], self.ns)
             if handle is None:
-                await self.runners.ended(runner["runner_id"], "runner_failed")
+                await self.runners.ended(runner["runner_id"], "runner_failed", counted=False)
             else:
                 self.runners.reattached(runner)
                 asyncio.get_running_loop().create_task(self._watch_runner(runner, handle))

@@ -112,9 +112,10 @@ class Runners:
         """A live runner found again after a restart."""
         self.count(runner["host_id"], +1)
 
-    async def ended(self, runner_id: str, status: str) -> bool:
+    async def ended(self, runner_id: str, status: str, counted: bool = True) -> bool:
         """The runner exited (`runner_exited`) or died (`runner_failed`); False if it was
-        not live (already ended)."""
+        not live (already ended). `counted=False`: it was never counted on its host (found
+        dead after a restart, before `reattached`)."""
         now = int(self.clock())
 
         def end(store: Store) -> dict | None:
@@ -131,7 +132,8 @@ class Runners:
         runner = await self.db(end, self.store)
         if runner is None:
             return False
-        self.count(runner["host_id"], -1)
+        if counted:
+            self.count(runner["host_id"], -1)
         return True
 
     async def of_session(self, user: str, session_id: str) -> dict:

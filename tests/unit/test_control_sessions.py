@@ -185,3 +185,28 @@ def test_declared_terminals_and_removal(db):
             await sessions.terminals(s["id"])
 
     run(scenario())
+
+
+def test_a_runner_found_dead_after_a_restart_does_not_lower_its_hosts_count(db):
+    """After a ControlActor restart, live runners are counted again as they are found
+    (`reattached`); one whose actor is gone is ended without taking one off the count."""
+
+    async def scenario():
+        clock = Clock(1000)
+        sessions, runners, counts = parts(db, clock)
+        for n in (1, 2):
+            s = await sessions.create("alice", {"agent": AGENT})
+            await runners.bind(
+                s["id"],
+                f"runner_{n}",
+                f"t{n}",
+                {"host_id": "host_1", "workspace": "/w", "git_branch": None},
+            )
+            await runners.started(s["id"], info(f"runner_{n}", f"t{n}"))
+        # a restart: a fresh count, runner_1 still alive, runner_2's actor gone
+        _, after, recount = parts(db, clock)
+        after.reattached(next(r for r in await after.live() if r["runner_id"] == "runner_1"))
+        assert await after.ended("runner_2", "runner_failed", counted=False) is True
+        assert recount.by_host == {"host_1": 1}
+
+    run(scenario())
