@@ -27,7 +27,6 @@ STATUS: dict[type[e.OmnigentError], int] = {
 VALIDATION_STATUS = 422  # a request that does not fit its declared schema
 
 # WebSocket close codes of the terminal attach protocol (CONTRACT.md).
-CLOSE_NORMAL = 1000
 CLOSE_UNAVAILABLE = 1011  # the runner is not reachable
 CLOSE_SLOW = 1013  # the client did not keep up with the output
 CLOSE_UNAUTHENTICATED = 4401

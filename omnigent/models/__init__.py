@@ -1,7 +1,7 @@
 """Typed wire models: request bodies (`…Create` and the like) and answers (`…Public`,
 `…Result`), pydantic. The routes declare them, so the OpenAPI document is the API."""
 
-from omnigent.models.common import Deleted, ErrorBody, ErrorInfo, ListEnvelope
+from omnigent.models.common import ErrorBody, ErrorInfo, ListEnvelope
 from omnigent.models.hosts import ClusterInfo, HostEntry, HostEntryList, HostList, HostPublic
 from omnigent.models.resources import (
     Change,
@@ -46,7 +46,6 @@ __all__ = [
     "ChangeList",
     "ClusterInfo",
     "DeleteResult",
-    "Deleted",
     "EditFile",
     "EditResult",
     "ErrorBody",

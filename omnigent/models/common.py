@@ -32,12 +32,6 @@ class ErrorBody(BaseModel):
     error: ErrorInfo
 
 
-class Deleted(BaseModel):
-    id: str
-    object: str
-    deleted: bool = True
-
-
 class ListEnvelope(BaseModel):
     """The contract's list envelope; `data` is typed by each subclass."""
 
