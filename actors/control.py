@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from omnigent.control.sessions import LIVE, Sessions
 from omnigent.control.tokens import Tokens
 from omnigent.control.watch import Version
 from omnigent.credentials import server_secret
-from omnigent.errors import HostOffline, OmnigentError
+from omnigent.errors import HostOffline, OmnigentError, UpstreamTimeout
 from omnigent.store import Store
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class ControlActor:
         self.files = Files(self.db, self.sessions, clock, self.settings.files_dir)
         self.runners = Runners(self.db, self.sessions, clock, self.hosts.count)
         self.session_actors: dict[str, list] = {}  # sid -> [handle, last_used, in_flight]
+        # runner id -> its data path (url, key), told by the launch; kept in memory only
+        self.data_paths: dict[str, dict] = {}
         self._started = False
 
     # lifecycle ------------------------------------------------------------------
@@ -196,7 +199,10 @@ class ControlActor:
                     break
                 await asyncio.sleep(0.1)
         return RemoteHost.options(**options.host_options(self.ns, node_id)).remote(
-            self.ns, self.code_version
+            self.ns,
+            self.code_version,
+            self.settings.runner_pool_low,
+            self.settings.runner_pool_high,
         )
 
     # sessions ---------------------------------------------------------------------
@@ -292,31 +298,68 @@ class ControlActor:
     async def launch_runner(
         self, user: str, host_id: str, session_id: str, workspace: str, git: dict | None
     ) -> dict:
+        """Bind a runner to the session (compare-and-set), have the host give it the
+        workspace, and wait for its acknowledgement with the binding token. Any failure
+        rolls the binding back before it is re-raised. Done here, not by the session's
+        actor: a launch then costs a few store writes and two calls to the host."""
         self.hosts.owned(user, host_id)
         await self.sessions.owned(user, session_id)
         node_id = self.hosts.online_node(user, host_id)
-        return await self._with_session_actor(
-            session_id, lambda a: a.launch.remote(host_id, node_id, workspace, git)
+        host = get_named(f"node_{node_id}", self.ns)  # the HostActor of the host's node
+        if host is None:
+            raise HostOffline("the host is offline")
+        went_offline = lambda: HostOffline("the host went offline during the launch")  # noqa: E731
+        runner_id = await call(
+            host.reserve_runner.remote(),
+            timeout=self.settings.host_call_timeout_s,
+            unreachable=went_offline,
         )
-
-    async def bind_runner(
-        self, session_id: str, runner_id: str, binding_token: str, fields: dict
-    ) -> None:
-        await self.runners.bind(session_id, runner_id, binding_token, fields)
-
-    async def unbind_runner(self, session_id: str, runner_id: str) -> None:
-        await self.runners.unbind(session_id, runner_id)
-
-    async def runner_started(self, session_id: str, info: dict) -> None:
-        """The host acknowledged the launch; the runner presented its binding token."""
-        runner = await self.runners.started(session_id, info)
-        handle = get_named(runner["runner_id"], self.ns)
+        binding_token = secrets.token_urlsafe(24)
+        branch = (git or {}).get("branch_name")
+        fields = {"host_id": host_id, "workspace": workspace, "git_branch": branch}
+        try:
+            await self.runners.bind(session_id, runner_id, binding_token, fields)
+        except BaseException:
+            host.release_runner.remote(runner_id)  # the pooled runner goes back
+            raise
+        try:
+            info = await call(
+                host.launch_runner.remote(
+                    runner_id,
+                    session_id,
+                    workspace,
+                    git,
+                    binding_token,
+                    self.settings.runner_settings(),
+                ),
+                timeout=self.settings.launch_timeout_s,
+                unreachable=went_offline,
+                timeout_error=lambda: UpstreamTimeout("the host did not start the runner in time"),
+            )
+        except BaseException as exc:
+            if isinstance(exc, (UpstreamTimeout, HostOffline)):
+                host.abort_launch.remote(runner_id)  # it may still be starting one: stop it
+            await self.runners.unbind(session_id, runner_id)
+            raise
+        data_path = info.pop("data_path", None)
+        try:
+            runner = await self.runners.started(session_id, info)
+        except BaseException:
+            host.abort_launch.remote(runner_id)  # the session went (deleted) meanwhile
+            raise
+        if data_path is not None:
+            self.data_paths[runner_id] = data_path
+        handle = get_named(runner_id, self.ns)
         if handle is not None:
             asyncio.get_running_loop().create_task(self._watch_runner(runner, handle))
+        return {"runner_id": runner_id, "status": "launching"}
 
     async def session_runner(self, user: str, session_id: str) -> dict:
-        """The live runner bound to a session the caller owns, for its resource routes."""
-        return await self.runners.of_session(user, session_id)
+        """The live runner bound to a session the caller owns, for its resource routes,
+        with its data path when known here (saves the API two calls)."""
+        bound = await self.runners.of_session(user, session_id)
+        data_path = self.data_paths.get(bound["runner_id"])
+        return bound if data_path is None else {**bound, "data_path": data_path}
 
     async def get_runner(self, user: str, runner_id: str) -> dict:
         return await self.runners.get(user, runner_id)
@@ -326,6 +369,7 @@ class ControlActor:
             status = await handle.wait_exit.remote()
         except Exception:  # noqa: BLE001 - unreachable (UNREACHABLE) or broken: it failed
             status = "runner_failed"
+        self.data_paths.pop(runner["runner_id"], None)
         await self.runners.ended(runner["runner_id"], status)
 
     # session actors ---------------------------------------------------------------

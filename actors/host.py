@@ -16,9 +16,11 @@ import ray
 
 from actors import options
 from actors.host_data import host_data_server
+from actors.runner_pool import RunnerPool
 from omnigent import hostfs, worktrees
 from omnigent.domain.host_paths import expand_home, normalize_host_path
 from omnigent.errors import InvalidWorkspace, LaunchFailed, OmnigentError, UpstreamTimeout
+from omnigent.ids import new_id
 from omnigent.machine import describe_machine
 
 # Fault injection for tests: a failure after the worktree exists cannot be produced for
@@ -31,7 +33,11 @@ class HostActor:
     """Made on every node that joins; it first tells who the machine is (`ready`), and
     becomes a host's actor once the ControlActor enrolls the node (`adopt`)."""
 
-    def __init__(self, namespace: str, version: str = "") -> None:
+    def __init__(
+        self, namespace: str, version: str = "", pool_low: int = 0, pool_high: int = 0
+    ) -> None:
+        """`pool_low`, `pool_high`: runners kept started ahead of launches on this host
+        (Settings.runner_pool_low / _high; see actors/runner_pool.py)."""
         self.about = describe_machine()
         self.host_id: str | None = None
         self.owner: str | None = None
@@ -39,8 +45,12 @@ class HostActor:
         self.home = self.about["home"]
         self.namespace = namespace
         self.node_id = ray.get_runtime_context().get_node_id()
+        self.instance = ray.get_runtime_context().get_actor_id()
         self._aborted: set[str] = set()
+        self._reserved: dict[str, object] = {}  # runner id -> pooled runner taken for a launch
         self._lock = threading.Lock()
+        self.pool = RunnerPool(self._start_runner, pool_low, pool_high)
+        self._pool_kept = False
         self._data_key = secrets.token_urlsafe(32)
         self._data = host_data_server(
             ray.util.get_node_ip_address(), self._data_key, lambda: self.home
@@ -90,8 +100,55 @@ class HostActor:
         return True
 
     def adopt(self, host_id: str, owner: str) -> None:
-        """The node was enrolled as this host (idempotent)."""
+        """The node was enrolled as this host (idempotent); its runner pool fills."""
         self.host_id, self.owner = host_id, owner
+        with self._lock:
+            if self._pool_kept:
+                return
+            self._pool_kept = True
+        self.pool.fill()
+        threading.Thread(target=self._keep_pool, name="runner-pool-trim", daemon=True).start()
+
+    def _keep_pool(self, every_s: float = 10.0) -> None:
+        while True:
+            threading.Event().wait(every_s)
+            self.pool.trim()
+            self.pool.fill()
+
+    def get_instance(self) -> str:
+        """This actor's Ray id: a pooled runner exits once the node's HostActor is another."""
+        return self.instance
+
+    def pooled_runners(self) -> list[str]:
+        """The ids of the runners ready in the pool (for tests and diagnostics)."""
+        return self.pool.ready_ids()
+
+    def _start_runner(self) -> tuple[str, object]:
+        from actors.runner import RemoteRunner  # only where a runner is started
+
+        runner_id = new_id("runner")
+        handle = RemoteRunner.options(
+            **options.runner_options(self.namespace, runner_id, self.node_id)
+        ).remote(runner_id, self.instance)
+        return runner_id, handle
+
+    def reserve_runner(self) -> str:
+        """The id of the runner a launch will use: a pooled one, taken out of the pool and
+        kept for that launch (`launch_runner`, or `release_runner` if its binding lost), or
+        a new id (the runner is then started by `launch_runner`)."""
+        taken = self.pool.take()
+        if taken is None:
+            return new_id("runner")
+        runner_id, handle = taken
+        with self._lock:
+            self._reserved[runner_id] = handle
+        return runner_id
+
+    def release_runner(self, runner_id: str) -> None:
+        with self._lock:
+            handle = self._reserved.pop(runner_id, None)
+        if handle is not None:
+            self.pool.put_back(runner_id, handle)
 
     def data_path(self) -> dict:
         """Where and how the API reaches this host's direct data path."""
@@ -116,30 +173,35 @@ class HostActor:
     ) -> dict:
         """Start a RunnerActor on this node; on any failure undo everything and raise.
         `runner_settings`: the server's Settings.runner_settings()."""
-        cwd = self._resolve_workspace(workspace)
         tree = None
         runner = None
         try:
+            cwd = self._resolve_workspace(workspace)
             if git and git.get("existing_worktree"):
                 tree = worktrees.bind_existing(cwd)
             elif git:
                 tree = worktrees.create(cwd, git["branch_name"], git.get("base_branch"))
             if os.environ.get(FAULT_ENV):
                 raise LaunchFailed("runner failed to start (fault injected by " + FAULT_ENV + ")")
-            from actors.runner import RemoteRunner  # only where a runner is started
+            with self._lock:
+                runner = self._reserved.pop(runner_id, None)
+            if runner is None:  # none was pooled: start one now (~1 s)
+                from actors.runner import RemoteRunner  # only where a runner is started
 
-            runner = RemoteRunner.options(
-                **options.runner_options(self.namespace, runner_id, self.node_id)
-            ).remote(
-                runner_id,
-                session_id,
-                self.host_id,
-                tree.path if tree else cwd,
-                binding_token,
-                **(runner_settings or {}),
-            )
+                runner = RemoteRunner.options(
+                    **options.runner_options(self.namespace, runner_id, self.node_id)
+                ).remote(runner_id)
             try:
-                info = ray.get(runner.hello.remote(), timeout=30)
+                info = ray.get(
+                    runner.assign.remote(  # type: ignore[attr-defined]
+                        session_id,
+                        self.host_id,
+                        tree.path if tree else cwd,
+                        binding_token,
+                        **(runner_settings or {}),
+                    ),
+                    timeout=30,
+                )
             except ray.exceptions.GetTimeoutError:
                 raise UpstreamTimeout("the runner did not start in time") from None
             except ray.exceptions.RayError as exc:
@@ -150,6 +212,8 @@ class HostActor:
         except BaseException:
             if runner is not None:
                 ray.kill(runner)
+            else:
+                self.release_runner(runner_id)  # not used: back to the pool
             if tree is not None:
                 worktrees.rollback(tree)
             raise

@@ -10,10 +10,13 @@ live runner; it returns "runner_exited" after `stop()`, and raises if the actor 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import gc
 import hashlib
 import os
 import secrets
 import sys
+import threading
 import time
 
 import ray
@@ -24,6 +27,7 @@ from actors.runner_data import runner_app
 from omnigent.env import reaper
 from omnigent.env.changes import ChangeTracker
 from omnigent.env.terminals import MAX_TERMINALS, Terminals
+from omnigent.errors import LaunchFailed
 from omnigent.machine import owner_environment
 
 
@@ -34,22 +38,91 @@ def runner_state_dir(namespace: str, runner_id: str = "") -> str:
 
 
 class RunnerActor:
-    def __init__(
+    """Started ahead of need by its host (a pooled runner: the process is up and its data
+    path listens, but it has no session), then given one by `assign`. A runner is given
+    exactly one session in its life."""
+
+    tracker: ChangeTracker  # made by `assign`
+
+    def __init__(self, runner_id: str, host_instance: str = "") -> None:
+        """`host_instance`: the Ray actor id of the HostActor that started it; a runner not
+        yet given a session exits when that actor is gone (replaced by an upgrade, or
+        dead), so that no pooled runner outlives its pool."""
+        # The data path's thread shares the GIL with Ray's threads in this process; a
+        # shorter switch interval keeps a keystroke from waiting up to 5 ms for it.
+        sys.setswitchinterval(0.0005)
+        self.runner_id = runner_id
+        self.session_id = ""
+        self.host_id = ""
+        self.root = ""
+        self._binding_token = ""
+        self.max_terminals = MAX_TERMINALS
+        self.assigned = False
+        self._assigning = threading.Lock()
+        self.started_at = 0
+        self.stopped = False
+        self._stopped = asyncio.Event()
+        self._terminals: Terminals | None = None  # made on the data path's loop
+        self._declared: dict | None = None
+        self.child_env: dict[str, str] = {}
+        # Orphans of the shells and terminals are re-parented to us, and reaped here, not
+        # left as zombies where PID 1 does not reap (omnigent.env.reaper).
+        self.reaping = reaper.start()
+        self._data = KeyedServer(
+            ray.util.get_node_ip_address(),
+            secrets.token_urlsafe(32),
+            runner_app(self),
+            name="runner-data",
+        )
+        self._data.start()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        if host_instance:
+            threading.Thread(
+                target=self._exit_with_host, args=(host_instance,), daemon=True
+            ).start()
+        _release_memory()
+
+    async def ready(self) -> int:
+        """A pooled runner answers this once it can be assigned (its pid)."""
+        self._loop = asyncio.get_running_loop()
+        return os.getpid()
+
+    def _exit_with_host(self, host_instance: str, every_s: float = 2.0) -> None:
+        namespace = ray.get_runtime_context().namespace
+        name = f"node_{ray.get_runtime_context().get_node_id()}"
+        while not self.assigned:
+            time.sleep(every_s)
+            try:
+                host = ray.get_actor(name, namespace=namespace)
+                alive = ray.get(host.get_instance.remote(), timeout=10) == host_instance
+            except Exception:  # noqa: BLE001 - gone, replaced or broken: the pool is gone
+                alive = False
+            if not alive and self._loop is not None:
+                with self._assigning:
+                    if self.assigned:
+                        return
+                    self.stopped = True  # never assigned now
+                self._loop.call_soon_threadsafe(_exit)
+                return
+
+    def assign(
         self,
-        runner_id: str,
         session_id: str,
         host_id: str,
         cwd: str,
         binding_token: str,
         max_terminals: int = MAX_TERMINALS,
         reconcile_s: float = 30.0,
-    ) -> None:
-        # max_terminals, reconcile_s: the server's settings (Settings.runner_settings)
+    ) -> dict:
+        """Become the session's runner in `cwd`; the acknowledgement (see `hello`).
+        `max_terminals`, `reconcile_s`: the server's settings (Settings.runner_settings).
+        The change tracker's baseline is done with its walk when this returns; the bytes
+        of the files are kept in the background (see ChangeTracker.start)."""
+        with self._assigning:
+            if self.assigned or self.stopped:
+                raise LaunchFailed("this runner was already given a session, or has stopped")
+            self.assigned = True
         os.chdir(cwd)
-        # The data path's thread shares the GIL with Ray's threads in this process; a
-        # shorter switch interval keeps a keystroke from waiting up to 5 ms for it.
-        sys.setswitchinterval(0.0005)
-        self.runner_id = runner_id
         self.session_id = session_id
         self.host_id = host_id
         self.root = os.path.realpath(cwd)
@@ -58,33 +131,25 @@ class RunnerActor:
         # Programs run for the session (shells, terminals) get the machine owner's
         # environment, not this Ray worker's (see omnigent.machine.owner_environment).
         self.child_env = owner_environment()
-        # Orphans of the shells and terminals are re-parented to us, and reaped here, not
-        # left as zombies where PID 1 does not reap (omnigent.env.reaper).
-        self.reaping = reaper.start()
         self.started_at = int(time.time())
-        self.stopped = False
-        self._stopped = asyncio.Event()
-        self._terminals: Terminals | None = None  # made on the data path's loop
-        self._declared: dict | None = None
         self.tracker = ChangeTracker(
             self.root,
-            runner_state_dir(ray.get_runtime_context().namespace, runner_id),
+            runner_state_dir(ray.get_runtime_context().namespace, self.runner_id),
             reconcile_s=reconcile_s,
         )
-        self.tracker.start()
-        self._data = KeyedServer(
-            ray.util.get_node_ip_address(),
-            secrets.token_urlsafe(32),
-            runner_app(self),
-            name="runner-data",
-        )
-        self._data.start()
+        self.tracker.start(wait=False)
+        return self._hello()
 
-    async def hello(self) -> dict:
-        """The acknowledgement the host waits for: who I am, and my binding token."""
-        return {**await self.info(), "binding_token": self._binding_token}
+    def _hello(self) -> dict:
+        """The acknowledgement the host waits for: who I am, my binding token, and where
+        my data path is."""
+        data_path = {"url": self._data.url, "key": self._data.key}
+        return {**self._info(), "binding_token": self._binding_token, "data_path": data_path}
 
     async def info(self) -> dict:
+        return self._info()
+
+    def _info(self) -> dict:
         return {
             "runner_id": self.runner_id,
             "session_id": self.session_id,
@@ -175,7 +240,9 @@ class RunnerActor:
             return
         self.stopped = True
         self._stopped.set()
-        self.tracker.close()
+        tracker = getattr(self, "tracker", None)  # none before `assign`
+        if tracker is not None:
+            tracker.close()
         if self._terminals is not None and self._data.loop is not None:
             self._data.loop.call_soon_threadsafe(self._terminals.close_all)
         asyncio.get_running_loop().call_later(0.5, _exit)
@@ -183,6 +250,16 @@ class RunnerActor:
 
 def _exit() -> None:
     ray.actor.exit_actor()
+
+
+def _release_memory() -> None:
+    """Hand the heap that start-up freed back to the system (a pooled runner waits,
+    perhaps for long: it should cost no more than it must)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 RemoteRunner = ray.remote(RunnerActor)

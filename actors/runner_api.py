@@ -65,6 +65,7 @@ class RunnerResources(Protocol):
     tracker: ChangeTracker
     child_env: dict[str, str]
     stopped: bool
+    assigned: bool
 
     def environment(self) -> dict: ...
     def resources(self) -> list[dict]: ...
@@ -77,6 +78,18 @@ async def _runner(conn: HTTPConnection) -> RunnerResources:
 
 
 Runner = Annotated[RunnerResources, Depends(_runner)]
+
+
+async def _baseline_kept(conn: HTTPConnection) -> None:
+    """What can change the workspace waits until the change tracker has kept the
+    baseline's bytes (taken in the background after a launch, see ChangeTracker.start):
+    a write of ours is then never read as the workspace as it was."""
+    tracker = conn.app.state.runner.tracker
+    if not tracker.baseline_ready():
+        await asyncio.to_thread(tracker.wait_baseline)
+
+
+Writes = [Depends(_baseline_kept)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page.")]
 After = Annotated[str | None, Query(description="Keyset cursor: items after this id.")]
 Before = Annotated[str | None, Query(description="Keyset cursor: items before this id.")]
@@ -182,6 +195,7 @@ async def browse(
     response_model=WriteResult,
     tags=["environments"],
     responses=error_responses(400, 404, 409, 422, 502),
+    dependencies=Writes,
 )
 async def write(environment_id: str, path: EnvPath, body: WriteFile, runner: Runner):
     """Create or replace a file, atomically; parent directories are created."""
@@ -201,6 +215,7 @@ async def write(environment_id: str, path: EnvPath, body: WriteFile, runner: Run
     response_model=EditResult,
     tags=["environments"],
     responses=error_responses(400, 404, 409, 422, 502),
+    dependencies=Writes,
 )
 async def edit(environment_id: str, path: EnvPath, body: EditFile, runner: Runner):
     """Replace the one occurrence of `old_text` by `new_text`."""
@@ -213,6 +228,7 @@ async def edit(environment_id: str, path: EnvPath, body: EditFile, runner: Runne
     response_model=DeleteResult,
     tags=["environments"],
     responses=error_responses(400, 404, 409, 422, 502),
+    dependencies=Writes,
 )
 async def delete(environment_id: str, path: EnvPath, runner: Runner, recursive: bool = False):
     """Delete a file, or a directory (a non-empty one only with `recursive=true`)."""
@@ -309,6 +325,7 @@ async def search_under(
     response_model=ShellResult,
     tags=["environments"],
     responses=_ENV,
+    dependencies=Writes,
 )
 async def run_shell(environment_id: str, body: ShellCommand, runner: Runner):
     """Run a command with the environment root as cwd, in its own process group; on
@@ -360,6 +377,7 @@ async def list_terminals(
         200: {"model": ResourcePublic, "description": "The live terminal of this name and key"},
         **error_responses(400, 404, 409, 422),
     },
+    dependencies=Writes,
 )
 async def launch_terminal(body: TerminalCreate, runner: Runner):
     """Launch a terminal the agent spec declares, or return the live one of the same

@@ -27,10 +27,11 @@ def runner_app(runner: runner_api.RunnerResources):
 
 
 class _Guard:
-    """Before the app: a stopped runner answers nothing but 503 with the gone header (the
-    API then looks the session up again), and a path whose percent-escapes are not UTF-8
-    is refused (Starlette would decode it to U+FFFD and name a file that nobody asked
-    for). Plain ASGI: no per-request cost worth measuring."""
+    """Before the app: a stopped runner (or a pooled one, not yet given a session) answers
+    nothing but 503 with the gone header (the API then looks the session up again), and
+    a path whose percent-escapes are not UTF-8 is refused (Starlette would decode it to
+    U+FFFD and name a file that nobody asked for). Plain ASGI: no per-request cost worth
+    measuring."""
 
     def __init__(self, app, runner: runner_api.RunnerResources) -> None:
         self.app = app
@@ -38,7 +39,7 @@ class _Guard:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
-            if self.runner.stopped:
+            if self.runner.stopped or not self.runner.assigned:
                 await wire.send_error(
                     send,
                     RunnerUnavailable("the runner has stopped"),

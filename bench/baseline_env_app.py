@@ -33,6 +33,7 @@ class InProcessRunner:
         self.root = os.path.realpath(root)
         self.session_id = "bench"
         self.stopped = False
+        self.assigned = True
         self.child_env = dict(os.environ)
         self.tracker = ChangeTracker(self.root, STATE)
         self.tracker.start()

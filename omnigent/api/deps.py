@@ -220,12 +220,14 @@ class AppState:
         def gone() -> RunnerUnavailable:
             return RunnerUnavailable("the session's runner is gone")
 
-        handle = get_named(bound["runner_id"], self.settings.namespace)
-        if handle is None:
-            raise gone()
-        path = await call(
-            handle.data_path.remote(), timeout=timeout, unreachable=gone, timeout_error=gone
-        )
+        path = bound.get("data_path")
+        if path is None:  # the ControlActor restarted since the launch: ask the runner
+            handle = get_named(bound["runner_id"], self.settings.namespace)
+            if handle is None:
+                raise gone()
+            path = await call(
+                handle.data_path.remote(), timeout=timeout, unreachable=gone, timeout_error=gone
+            )
         link = RunnerLink(bound["runner_id"], bound["host_id"], path["url"], path["key"])
         if len(self._runner_links) > 10_000:
             self._runner_links.clear()

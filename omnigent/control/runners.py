@@ -8,7 +8,13 @@ from collections.abc import Callable
 
 from omnigent.control.db import StoreThread
 from omnigent.control.sessions import LIVE, Sessions
-from omnigent.errors import AlreadyBound, RunnerNotBound, RunnerNotFound, RunnerUnavailable
+from omnigent.errors import (
+    AlreadyBound,
+    RunnerNotBound,
+    RunnerNotFound,
+    RunnerUnavailable,
+    SessionNotFound,
+)
 from omnigent.store import Store
 
 RUNNER_FIELDS = (
@@ -78,7 +84,9 @@ class Runners:
 
         def record(store: Store) -> dict:
             session = store.get_session(session_id)
-            if session is None or session.get("_binding") != _hash(token):
+            if session is None:
+                raise SessionNotFound(f"session not found: {session_id}")
+            if session.get("_binding") != _hash(token):
                 raise AlreadyBound("the runner's binding token does not match its session")
             runner = {
                 "runner_id": info["runner_id"],

@@ -101,6 +101,8 @@ class ChangeTracker:
         self._barrier_seen = 0
         self._barrier_cv = threading.Condition()
         self._stop = threading.Event()
+        self._baseline_done = threading.Event()
+        self._events_at_walk = 0
         self._fd: Watcher | None = None
         os.makedirs(os.path.join(state_dir, "barrier"), exist_ok=True)
         self._pack_path = os.path.join(state_dir, "baseline.pack")
@@ -108,36 +110,93 @@ class ChangeTracker:
         self._pack = open(self._pack_path, "w+b")  # noqa: SIM115
 
     # start / stop -------------------------------------------------------------------
-    def start(self) -> None:
-        """Watch first, then take the baseline, so no change can fall in between."""
+    def start(self, wait: bool = True) -> None:
+        """Watch first, then take the baseline, so no change can fall in between.
+
+        The baseline is taken in two steps: a stat-only walk that adds every watch and
+        records every file's (size, mtime, inode), then a pass that keeps the files' bytes.
+        With `wait=False` only the walk is done here and the bytes are read in a thread
+        (a launch is acknowledged without waiting for them): a file changed before its
+        bytes were read (its stat differs from the walk's, or the watcher heard of it) keeps
+        no bytes, so it is compared by stat alone, like a file over the cap. `changes` and
+        `diff` wait for that pass; so do writes through the runner (`wait_baseline`), which
+        therefore can never be mistaken for the workspace as it was."""
         self._start_watcher()
-        kept = 0
-        offset = 0
         base: dict[str, Base] = {}
+        walked: list[tuple[str, os.stat_result]] = []
         # file times come from a coarse clock that may lag this one by a tick
         self._started_ns = time.time_ns() - 20_000_000
+        with self._lock:
+            self._events_at_walk = self._events
         for rel, st in walk_files(self.root, on_dir=self._watch_dir):
             if len(base) >= self.max_files:
                 self.partial = True  # see _status: older files count as unchanged
                 break
-            data = None
-            if kept + st.st_size <= self.pack_cap:
-                data = read_tracked(os.path.join(self.root, rel), st, self.file_cap)
-            if data is None:
-                base[rel] = Base(stat_key(st), None, -1, 0)
-                continue
-            self._pack.write(data)
-            base[rel] = Base(stat_key(st), digest_of(data), offset, len(data))
-            offset += len(data)
-            kept += len(data)
-        self._pack.flush()
+            base[rel] = Base(stat_key(st), None, -1, 0)
+            walked.append((rel, st))
         with self._lock:
             self._base = base
             self._base_sorted = sorted(base)
-        threading.Thread(target=self._reconcile_loop, name="env-reconcile", daemon=True).start()
+        if wait:
+            self._keep_bytes(walked)
+        else:
+            threading.Thread(
+                target=self._keep_bytes, args=(walked,), name="env-baseline", daemon=True
+            ).start()
+
+    def _keep_bytes(self, walked: list[tuple[str, os.stat_result]]) -> None:
+        """The baseline's bytes (within caps), appended to the pack. They are read after
+        the walk, so a file changed since must be left without bytes (see `start`)."""
+        try:
+            kept = offset = 0
+            batch: list[tuple[str, os.stat_result, bytes]] = []
+            for rel, st in walked:
+                if self._stop.is_set():
+                    return
+                if kept + st.st_size > self.pack_cap:
+                    continue
+                data = read_tracked(os.path.join(self.root, rel), st, self.file_cap)
+                if data is None:
+                    continue
+                kept += len(data)
+                batch.append((rel, st, data))
+                if len(batch) >= 512:
+                    offset = self._add_to_pack(batch, offset)
+                    batch = []
+            if batch:
+                self._add_to_pack(batch, offset)
+            self._pack.flush()
+        except Exception:  # the tracker falls back to stat-only comparison
+            log.exception("baseline bytes could not be kept")
+        finally:
+            self._baseline_done.set()
+        if not self._stop.is_set():
+            threading.Thread(target=self._reconcile_loop, name="env-reconcile", daemon=True).start()
+
+    def _add_to_pack(self, batch: list[tuple[str, os.stat_result, bytes]], offset: int) -> int:
+        self._sync()  # every change made before these reads has been heard of now
+        kept: dict[str, Base] = {}
+        with self._lock:
+            dirty = {rel for rel, _, _ in batch if self._dirty.get(rel, 0) > self._events_at_walk}
+        for rel, st, data in batch:
+            if rel in dirty or not _same_file(os.path.join(self.root, rel), st):
+                continue  # changed since the walk: its first bytes are unknown
+            self._pack.write(data)
+            kept[rel] = Base(stat_key(st), digest_of(data), offset, len(data))
+            offset += len(data)
+        with self._lock:
+            self._base.update(kept)
+        return offset
+
+    def baseline_ready(self) -> bool:
+        return self._baseline_done.is_set()
+
+    def wait_baseline(self, timeout: float | None = None) -> bool:
+        return self._baseline_done.wait(timeout)
 
     def close(self) -> None:
         self._stop.set()
+        self._baseline_done.wait(5)  # the bytes pass stops at its next file
         if self._fd is not None:
             self._fd.stop()  # ends the reader thread, then closes the inotify instance
             self._fd.join(2)
@@ -321,6 +380,7 @@ class ChangeTracker:
 
     # answers ------------------------------------------------------------------------
     def _settle(self) -> None:
+        self._baseline_done.wait()
         self._sync()
         if self._lost_events:
             self.reconcile()
@@ -356,7 +416,9 @@ class ChangeTracker:
 
     def quick(self) -> bool:
         """Whether `changes()` is sure to take well under a millisecond."""
-        if self._lost_events or (self._fd is not None and not self._fd.idle()):
+        if not self._baseline_done.is_set() or self._lost_events:
+            return False
+        if self._fd is not None and not self._fd.idle():
             return False
         cache = self._cache
         return len(self._dirty) < 64 or (cache is not None and cache[0] == self._events)
@@ -438,3 +500,10 @@ class ChangeTracker:
         else:
             body.update(encoding="base64", before=b64_or_none(before), after=b64_or_none(after))
         return body
+
+
+def _same_file(path: str, st: os.stat_result) -> bool:
+    try:
+        return stat_key(os.lstat(path)) == stat_key(st)
+    except OSError:
+        return False

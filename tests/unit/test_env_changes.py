@@ -718,3 +718,68 @@ def test_own_state_directory_inside_the_root_is_not_tracked(tmp_path, root):
         assert listed(t) == {"a.txt": "created"}
     finally:
         t.close()
+
+
+# baseline taken in the background (a launch is acknowledged after the stat walk) ------
+def _many(root, n=3000, size=2000):
+    for i in range(n):
+        d = os.path.join(root, f"d{i // 100}")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, f"f{i}.txt"), "wb") as f:
+            f.write(bytes([65 + i % 26]) * size)
+
+
+def test_background_baseline_catches_changes_made_while_the_bytes_are_read(tracker, root):
+    _many(root)
+    t = tracker(start=False)
+    t.start(wait=False)
+    # changed at once, while the baseline's bytes are (most likely) still being read:
+    # the last files of the walk, the first ones, a same-size rewrite, a removal, a new file
+    put(root, "d29/f2999.txt", b"Z" * 2000)
+    put(root, "d0/f0.txt", b"changed")
+    with open(os.path.join(root, "d15/f1500.txt"), "r+b") as f:
+        f.write(b"!")  # same size, maybe the same mtime tick: only inotify tells
+    os.unlink(os.path.join(root, "d10/f1000.txt"))
+    put(root, "new.txt", b"new")
+    assert listed(t) == {
+        "d29/f2999.txt": "modified",
+        "d0/f0.txt": "modified",
+        "d15/f1500.txt": "modified",
+        "d10/f1000.txt": "deleted",
+        "new.txt": "created",
+    }
+    assert t.baseline_ready()
+
+
+def test_background_baseline_keeps_the_first_bytes_of_untouched_files(tracker, root):
+    _many(root, n=500)
+    t = tracker(start=False)
+    t.start(wait=False)
+    assert t.wait_baseline(10)
+    put(root, "d3/f300.txt", b"after")
+    d = t.diff("d3/f300.txt")
+    first = chr(65 + 300 % 26) * 2000  # what _many wrote there
+    assert d["status"] == "modified" and d["before"] == first and d["after"] == "after"
+    put(root, "d3/f300.txt", first.encode())  # written back to its first bytes: not listed
+    assert listed(t) == {}
+
+
+def test_a_file_changed_before_its_bytes_were_kept_diffs_without_before(tracker, root):
+    _many(root, n=50)
+    t = tracker(start=False)
+    # the walk saw the file; then it changed before the bytes pass read it
+    real_keep = t._keep_bytes
+    gate = threading.Event()
+
+    def held(walked):
+        gate.wait(10)
+        real_keep(walked)
+
+    t._keep_bytes = held
+    t.start(wait=False)
+    put(root, "d0/f7.txt", b"changed early")
+    gate.set()
+    assert listed(t) == {"d0/f7.txt": "modified"}
+    d = t.diff("d0/f7.txt")
+    assert d["status"] == "modified" and d["before"] is None and d["after"] == "changed early"
+    assert d["truncated"] is True  # its first bytes are not known, as for a file over the cap
