@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 
 import ray
 
@@ -23,8 +24,9 @@ from omnigent.errors import InvalidWorkspace, LaunchFailed, OmnigentError, Upstr
 from omnigent.ids import new_id
 from omnigent.machine import describe_machine
 
-# Fault injection for tests: a failure after the worktree exists cannot be produced for
-# real on a healthy machine, so a node started with this variable set fails that step.
+# Fault injection for tests: a failure after the worktree exists, or a host that dies
+# in the middle of a launch, cannot be produced at will on a healthy machine, so a node
+# started with this variable set fails that step ("1"), or first waits ("delay:SECONDS").
 # It is that node's environment, not a server setting; read only in `launch_runner`.
 FAULT_ENV = "OMNIGENT_FAULT_RUNNER_START"
 
@@ -181,7 +183,10 @@ class HostActor:
                 tree = worktrees.bind_existing(cwd)
             elif git:
                 tree = worktrees.create(cwd, git["branch_name"], git.get("base_branch"))
-            if os.environ.get(FAULT_ENV):
+            fault = os.environ.get(FAULT_ENV, "")
+            if fault.startswith("delay:"):
+                time.sleep(float(fault[6:]))
+            elif fault:
                 raise LaunchFailed("runner failed to start (fault injected by " + FAULT_ENV + ")")
             with self._lock:
                 runner = self._reserved.pop(runner_id, None)

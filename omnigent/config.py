@@ -142,7 +142,7 @@ class Settings(BaseSettings):
         return self.model_dump()
 
     def runner_settings(self) -> dict:
-        """What a RunnerActor on a host needs of them (keyword arguments of RunnerActor)."""
+        """What a RunnerActor on a host needs of them (keyword arguments of RunnerActor.assign)."""
         return {"max_terminals": self.max_terminals, "reconcile_s": self.reconcile_s}
 
 

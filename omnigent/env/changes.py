@@ -65,6 +65,9 @@ from omnigent.errors import NotChanged
 
 log = logging.getLogger(__name__)
 
+# The stat of a file changed before the baseline kept its bytes: no file has it.
+CHANGED_KEY = (-1, -1, -1)
+
 
 class ChangeTracker:
     def __init__(
@@ -118,7 +121,7 @@ class ChangeTracker:
         With `wait=False` only the walk is done here and the bytes are read in a thread
         (a launch is acknowledged without waiting for them): a file changed before its
         bytes were read (its stat differs from the walk's, or the watcher heard of it) keeps
-        no bytes, so it is compared by stat alone, like a file over the cap. `changes` and
+        no bytes and is listed as modified (its diff has no `before`). `changes` and
         `diff` wait for that pass; so do writes through the runner (`wait_baseline`), which
         therefore can never be mistaken for the workspace as it was."""
         self._start_watcher()
@@ -180,7 +183,11 @@ class ChangeTracker:
             dirty = {rel for rel, _, _ in batch if self._dirty.get(rel, 0) > self._events_at_walk}
         for rel, st, data in batch:
             if rel in dirty or not _same_file(os.path.join(self.root, rel), st):
-                continue  # changed since the walk: its first bytes are unknown
+                # changed since the walk (during the launch, or just after): its first
+                # bytes are unknown, and it is listed as modified from now on, even if
+                # the change left its stat as it was (same size, same clock tick)
+                kept[rel] = Base(CHANGED_KEY, None, -1, 0)
+                continue
             self._pack.write(data)
             kept[rel] = Base(stat_key(st), digest_of(data), offset, len(data))
             offset += len(data)

@@ -62,6 +62,8 @@ ENV_CASES = [
     ("OMNIGENT_OBJECT_STORE_BYTES", str(100 * 2**20), "object_store_bytes", 100 * 2**20),
     ("OMNIGENT_MAX_TERMINALS", "3", "max_terminals", 3),
     ("OMNIGENT_RECONCILE_S", "0.5", "reconcile_s", 0.5),
+    ("OMNIGENT_RUNNER_POOL_LOW", "0", "runner_pool_low", 0),
+    ("OMNIGENT_RUNNER_POOL_HIGH", "8", "runner_pool_high", 8),
 ]
 
 
@@ -124,6 +126,8 @@ BAD = [
     ("OMNIGENT_OBJECT_STORE_BYTES", "1000"),
     ("OMNIGENT_MAX_TERMINALS", "0"),
     ("OMNIGENT_RECONCILE_S", "0"),
+    ("OMNIGENT_RUNNER_POOL_LOW", "-1"),
+    ("OMNIGENT_RUNNER_POOL_HIGH", "65"),
 ]
 
 
@@ -224,8 +228,8 @@ def test_derived_paths_and_namespace(tmp_path):
     assert Settings(state_dir=str(tmp_path / "other")).namespace != s.namespace
 
 
-def test_runner_settings_are_keyword_arguments_of_the_runner(tmp_path):
-    params = inspect.signature(RunnerActor.__init__).parameters
+def test_runner_settings_are_keyword_arguments_of_assign(tmp_path):
+    params = inspect.signature(RunnerActor.assign).parameters
     s = Settings(state_dir=str(tmp_path), max_terminals=3, reconcile_s=2)
     assert s.runner_settings() == {"max_terminals": 3, "reconcile_s": 2.0}
     assert set(s.runner_settings()) <= set(params)

@@ -783,3 +783,19 @@ def test_a_file_changed_before_its_bytes_were_kept_diffs_without_before(tracker,
     d = t.diff("d0/f7.txt")
     assert d["status"] == "modified" and d["before"] is None and d["after"] == "changed early"
     assert d["truncated"] is True  # its first bytes are not known, as for a file over the cap
+
+
+def test_a_same_stat_change_before_the_bytes_were_kept_is_still_listed(tracker, root):
+    _many(root, n=50)
+    t = tracker(start=False)
+    real_keep = t._keep_bytes
+    gate = threading.Event()
+    t._keep_bytes = lambda walked: (gate.wait(10), real_keep(walked))
+    t.start(wait=False)
+    path = os.path.join(root, "d0/f9.txt")
+    st = os.stat(path)
+    with open(path, "r+b") as f:
+        f.write(b"?")  # same size; the mtime is put back: only inotify saw it
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    gate.set()
+    assert listed(t) == {"d0/f9.txt": "modified"}
