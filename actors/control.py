@@ -340,6 +340,8 @@ class ControlActor:
             if isinstance(exc, (UpstreamTimeout, HostOffline)):
                 host.abort_launch.remote(runner_id)  # it may still be starting one: stop it
             await self.runners.unbind(session_id, runner_id)
+            if isinstance(exc, Exception):
+                await self.sessions.owned(user, session_id)  # deleted meanwhile: 404
             raise
         data_path = info.pop("data_path", None)
         try:
