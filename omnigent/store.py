@@ -148,6 +148,38 @@ class Store:
         ).fetchall()
         return [json.loads(r[0]) for r in rows]
 
+    def session_page(
+        self,
+        owner: str,
+        limit: int,
+        after: str | None = None,
+        before: str | None = None,
+        descending: bool = False,
+    ) -> tuple[list[dict], bool]:
+        """One page of an owner's sessions by id, and whether there are more beyond it:
+        the semantics of omnigent.domain.pagination.paginate_by_key, as one keyset query
+        on the (owner, id) index (a page costs the same with 10 sessions or 10,000)."""
+        where, args = ["owner = ?"], [owner]
+        first, then = ("<", ">") if descending else (">", "<")  # after, before
+        if after is not None:
+            where.append(f"id {first} ?")
+            args.append(after)
+        if before is not None:
+            where.append(f"id {then} ?")
+            args.append(before)
+        # `before` walks back from the cursor: nearest first, then turned round
+        backwards = before is not None
+        direction = "DESC" if descending != backwards else "ASC"
+        rows = self._db.execute(
+            f"SELECT data FROM sessions WHERE {' AND '.join(where)} "
+            f"ORDER BY id {direction} LIMIT ?",
+            (*args, limit + 1),
+        ).fetchall()
+        page = [json.loads(r[0]) for r in rows[:limit]]
+        if backwards:
+            page.reverse()
+        return page, len(rows) > limit
+
     def active_sessions(self) -> list[dict]:
         rows = self._db.execute("SELECT data FROM sessions").fetchall()
         out = [json.loads(r[0]) for r in rows]

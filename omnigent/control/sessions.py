@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 
 from omnigent.control.db import StoreThread
-from omnigent.domain.pagination import list_envelope, paginate_by_key
+from omnigent.domain.pagination import check_limit, list_envelope
 from omnigent.errors import SessionNotFound
 from omnigent.ids import new_id
 from omnigent.store import Store
@@ -88,16 +88,11 @@ class Sessions:
     async def list(
         self, user: str, limit: int, after: str | None, before: str | None, order: str
     ) -> dict:
-        sessions = await self.db(self.store.sessions_of, user)
-        page = paginate_by_key(
-            sessions,
-            key=lambda s: s["id"],
-            limit=limit,
-            after=after,
-            before=before,
-            descending=order == "desc",
+        check_limit(limit)
+        items, more = await self.db(
+            self.store.session_page, user, limit, after, before, order == "desc"
         )
-        return list_envelope([public_session(s) for s in page.items], page.has_more)
+        return list_envelope([public_session(s) for s in items], more)
 
     async def terminals(self, session_id: str) -> dict:
         """The terminals the session's agent spec declares."""

@@ -17,6 +17,11 @@ T = TypeVar("T")
 LIMIT_MIN, LIMIT_MAX, LIMIT_DEFAULT = 1, 1000, 20
 
 
+def check_limit(limit: int) -> None:
+    if not LIMIT_MIN <= limit <= LIMIT_MAX:
+        raise InvalidRequest(f"limit must be between {LIMIT_MIN} and {LIMIT_MAX}")
+
+
 @dataclass(frozen=True)
 class Page(Generic[T]):
     items: list[T]
@@ -39,8 +44,7 @@ def paginate_by_key(
     that directly precede it. `has_more` says whether items exist beyond the page in
     the direction of travel.
     """
-    if not LIMIT_MIN <= limit <= LIMIT_MAX:
-        raise InvalidRequest(f"limit must be between {LIMIT_MIN} and {LIMIT_MAX}")
+    check_limit(limit)
     ordered: Sequence[T] = sorted(items, key=key, reverse=descending)
 
     def comes_after(k: str, cursor: str) -> bool:

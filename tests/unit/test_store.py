@@ -140,3 +140,33 @@ def test_sessions_of_is_per_owner_and_sorted(store):
     store.delete_session("conv_1")
     assert store.get_session("conv_1") is None
     assert [s["id"] for s in store.sessions_of("alice")] == ["conv_3"]
+
+
+def test_session_page_is_paginate_by_key_as_one_query(store):
+    """Every cursor combination, both orders, several limits: the same pages as the
+    in-memory keyset pagination over all of the owner's sessions."""
+    import itertools
+    import random
+
+    from omnigent.domain.pagination import paginate_by_key
+
+    rng = random.Random(7)
+    ids = sorted({f"conv_{rng.randrange(10**6):06d}" for _ in range(60)})
+    for sid in ids:
+        store.put_session(_session(sid, "alice"))
+    store.put_session(_session("conv_000000x", "bob"))  # never in alice's pages
+    mine = store.sessions_of("alice")
+    probes = [None, ids[0], ids[5], ids[-1], "conv_", "conv_5", "conv_999999z"]
+    for after, before, desc, limit in itertools.product(
+        probes, probes, (False, True), (1, 3, 20, 1000)
+    ):
+        want = paginate_by_key(
+            mine, key=lambda s: s["id"], limit=limit, after=after, before=before, descending=desc
+        )
+        items, more = store.session_page("alice", limit, after, before, desc)
+        assert ([s["id"] for s in items], more) == ([s["id"] for s in want.items], want.has_more), (
+            after,
+            before,
+            desc,
+            limit,
+        )
