@@ -32,12 +32,14 @@ class RunnerPool:
         window_s: float = 60.0,
         ready_timeout_s: float = 60.0,
         check_timeout_s: float = 2.0,
+        refill_delay_s: float = 1.0,
     ) -> None:
         self._start = start
         self.low, self.high = low, max(low, high)
         self.window_s = window_s
         self.ready_timeout_s = ready_timeout_s
         self.check_timeout_s = check_timeout_s
+        self.refill_delay_s = refill_delay_s
         self._lock = threading.Lock()
         self._ready: deque[tuple[str, Handle]] = deque()
         self._starting = 0
@@ -115,7 +117,11 @@ class RunnerPool:
                     log.warning("pooled runner %s did not answer; dropped", runner_id)
                     ray.kill(handle)
         finally:
-            self.fill()
+            # Refilled a moment later: starting a Ray worker takes a core for ~1 s, which
+            # the session just launched would otherwise compete with for its first calls.
+            timer = threading.Timer(self.refill_delay_s, self.fill)
+            timer.daemon = True
+            timer.start()
 
     def put_back(self, runner_id: str, handle: Handle) -> None:
         """A runner taken for a launch that did not happen (its binding lost)."""
