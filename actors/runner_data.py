@@ -8,8 +8,6 @@ against the routes of actors/runner_api.py and renders the contract's error body
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI
@@ -18,6 +16,7 @@ from actors import runner_api
 from omnigent import wire
 from omnigent.errors import InvalidPath, RunnerUnavailable
 from omnigent.http_errors import install_error_handlers
+from omnigent.warmup import warm_up
 
 
 def runner_app(runner: runner_api.RunnerResources):
@@ -27,36 +26,6 @@ def runner_app(runner: runner_api.RunnerResources):
     app.include_router(runner_api.router)
     warm_up(app)
     return _Guard(app, runner)
-
-
-def warm_up(app) -> None:
-    """Have FastAPI build its routes' state now: it does so on the first request (~120 ms
-    here), which would otherwise be the first request of a session just launched. One
-    request for a path no route has, answered 404 in-process, in a thread of its own
-    (the caller may be on a running event loop)."""
-
-    async def request() -> None:
-        scope = {
-            "type": "http",
-            "method": "GET",
-            "path": "/-warm-up",
-            "raw_path": b"/-warm-up",
-            "query_string": b"",
-            "headers": [],
-            "app": app,
-        }
-
-        async def receive() -> dict:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message: dict) -> None:
-            pass
-
-        await app(scope, receive, send)
-
-    thread = threading.Thread(target=asyncio.run, args=(request(),), name="warm-up")
-    thread.start()
-    thread.join()
 
 
 class _Guard:

@@ -14,6 +14,7 @@ from omnigent.api.routes import files, hosts, resources, sessions, terminals
 from omnigent.http_errors import install_error_handlers
 from omnigent.models import ClusterInfo
 from omnigent.models.common import error_responses
+from omnigent.warmup import warm_up
 
 
 def create_app() -> FastAPI:
@@ -46,4 +47,5 @@ def create_app() -> FastAPI:
             await request.app.state.omnigent.control.cluster_info.remote(request.state.user)
         )
 
+    warm_up(app)
     return app
