@@ -16,11 +16,13 @@ other machines join with a join line (see omnigent.domain.enrollment).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -82,7 +84,41 @@ def _init_ray(address: str | None, node_ip: str | None, settings: Settings) -> N
         kwargs["address"] = address
     if node_ip:
         kwargs["_node_ip_address"] = node_ip
-    ray.init(**kwargs)
+    if address is None:
+        with _slim_head():
+            ray.init(**kwargs)
+    else:
+        ray.init(**kwargs)
+
+
+@contextlib.contextmanager
+def _slim_head():
+    """`ray.init` starting a head without three Python processes this server never uses:
+    the dashboard's API server (with the dashboard off it loads only the usage-stats
+    module, and `ray.init` disables usage stats; yet it waits ~2 s for it to come up), the
+    autoscaler monitor (a fixed cluster of the machines that join) and the log monitor
+    (it forwards workers' output to drivers, and this driver takes none:
+    `log_to_driver=False`). ~155 MiB PSS and ~3 CPU seconds of a cold start (measured: see
+    README "Performance"). Ray's own start-up otherwise: GCS, raylet and its two agents.
+
+    `ray.init` builds its head through `ray._private.node.Node` (Ray is pinned to 2.60 in
+    pyproject.toml); the swap lasts only for this call."""
+    from ray._private import node as ray_node
+
+    class SlimHead(ray_node.Node):
+        def start_head_processes(self) -> None:
+            self.start_gcs_server()
+            assert self.get_gcs_client() is not None
+            self._write_cluster_info_to_kv()
+            self._webui_url = None
+            self._ray_params.include_log_monitor = False
+
+    saved = ray_node.Node
+    ray_node.Node = SlimHead
+    try:
+        yield
+    finally:
+        ray_node.Node = saved
 
 
 def _get_actor(name: str, namespace: str):
@@ -107,18 +143,18 @@ def _kill_named(namespace: str) -> None:
                 ray.kill(handle)
 
 
-def deploy(settings: Settings) -> str:
+def deploy(settings: Settings, fresh_cluster: bool = False) -> str:
     """Bring the server up on the connected cluster, adopting or rolling forward one that
-    runs already. Returns "started", "adopted" or "upgraded"."""
+    runs already (`fresh_cluster`: the embedded cluster this process just started, where
+    none can run). Returns "started", "adopted" or "upgraded"."""
     import ray
-    from ray import serve
 
     from actors import options
     from actors.control import RemoteControl
 
     ns = settings.namespace
     outcome = "started"
-    old = _get_actor("control", ns)
+    old = None if fresh_cluster else _get_actor("control", ns)
     if old is not None:
         try:
             running = ray.get(old.version.remote(), timeout=15)
@@ -137,24 +173,43 @@ def deploy(settings: Settings) -> str:
     control = RemoteControl.options(**options.control_options(ns, node_id)).remote(
         settings.to_dict()
     )
-    ray.get(control.start.remote())
+    # Everything at once: the ControlActor starts (and enrolls this node: its HostActor)
+    # while Serve starts its controller and the API replica, whose AppState waits for the
+    # ControlActor by itself. In sequence this cost ~3 s of a cold start.
+    started = control.start.remote()
+    deploy_api = ray.remote(num_cpus=0, max_calls=1, max_retries=0)(_deploy_api)
+    deployed = deploy_api.options(scheduling_strategy=options.pinned(node_id)).remote(
+        settings.to_dict(), node_ip
+    )
+    if not fresh_cluster:  # an older replica may still answer on the port: wait for ours
+        ray.get(deployed)
+    _wait_http(f"{_local_url(settings)}/healthz", timeout=120, failed=deployed)
+    ray.get(started)
+    return outcome
 
-    from serve_app import OmnigentIngress
 
-    serve.start(proxy_location="Disabled")
+def _deploy_api(settings: dict, node_ip: str) -> None:
+    """Start Serve and deploy the API (its replica pinned to the server's node). A task of
+    its own (a worker that exits after it, `max_calls=1`) rather than this driver, which
+    then never imports Serve and the FastAPI app (~40 MiB it would keep while it waits)."""
+    from ray import serve
+
+    # Serve's controller starts (in a process of its own) while this worker imports the
+    # app, instead of after it (~0.8 s CPU).
+    with ThreadPoolExecutor(1) as pool:
+        started = pool.submit(serve.start, proxy_location="Disabled")
+        from serve_app import OmnigentIngress
+
+        started.result()
+    ns = Settings(**settings).namespace
     serve.run(
         OmnigentIngress.options(  # type: ignore[attr-defined]  # @serve.deployment made it one
-            ray_actor_options={
-                "num_cpus": 0,
-                "resources": {f"node:{node_ip}": 0.001},
-            }
-        ).bind(settings.to_dict()),
+            ray_actor_options={"num_cpus": 0, "resources": {f"node:{node_ip}": 0.001}}
+        ).bind(settings),
         name=ns,
         route_prefix=f"/{ns}",
         blocking=False,
     )
-    _wait_http(f"{_local_url(settings)}/healthz", timeout=120)
-    return outcome
 
 
 def _wait_gone(name: str, namespace: str, timeout: float = 10) -> None:
@@ -176,15 +231,25 @@ def _local_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
-def _wait_http(url: str, timeout: float) -> None:
+def _wait_http(url: str, timeout: float, failed=None, headers=None, ok=None) -> None:
+    """Until `url` answers 200 (with a JSON body `ok` accepts, if given); raises what the
+    task `failed` (an ObjectRef) raised if it fails first."""
+    import ray
+
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
+    # One client: `httpx.get` builds a new one (and its SSL context, ~20 ms of CPU) per call.
+    with httpx.Client(timeout=2, headers=headers) as client:
+        while time.monotonic() < deadline:
+            try:
+                r = client.get(url)
+                if r.status_code == 200 and (ok is None or ok(r.json())):
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            if failed is not None and ray.wait([failed], timeout=0)[0]:
+                ray.get(failed)  # raises why the deployment failed
+                failed = None
+            time.sleep(0.05)
     raise RuntimeError(f"the API did not come up at {url}")
 
 
@@ -212,11 +277,19 @@ def serve(settings: Settings, address: str | None, node_ip: str | None) -> int:
     server_secret(state)  # made before the ControlActor reads it
     token = ensure_local_token(settings, settings.admin_user)
     _init_ray(address, node_ip or _recorded_node_ip(state, address), settings)
-    outcome = deploy(settings)
+    outcome = deploy(settings, fresh_cluster=address is None)
     ctx = ray.get_runtime_context()
     node_ip = ray.util.get_node_ip_address()
     url = public_url(settings.host, settings.port, node_ip)
     host_id = ray.get(_get_actor("control", settings.namespace).own_host.remote())["id"]
+    # The API replica follows the host table by long-poll: "online" is printed once the
+    # API itself says so (it started beside the ControlActor, not after it).
+    _wait_http(
+        f"{_local_url(settings)}/v1/hosts/{host_id}",
+        timeout=30,
+        headers={"Authorization": f"Bearer {token}"},
+        ok=lambda body: body.get("status") == "online",
+    )
     info = {
         "url": url,
         "ray_address": ctx.gcs_address,
