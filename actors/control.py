@@ -232,9 +232,7 @@ class ControlActor:
         session = await self.sessions.owned_or_none(user, session_id)
         if session is not None:
             if session["runner_id"] and session["status"] in LIVE:
-                await self._with_session_actor(
-                    session_id, lambda a: a.stop_runner.remote(session["runner_id"])
-                )
+                await self._stop_runner(session_id, session["runner_id"])
             await self.sessions.remove(session_id)
             await self.files.remove_all(session_id)
             self.extras.bump()
@@ -242,6 +240,23 @@ class ControlActor:
             if entry is not None:
                 ray.kill(entry[0])
         return {"id": session_id, "object": "session.deleted", "deleted": True}
+
+    async def _stop_runner(self, session_id: str, runner_id: str) -> None:
+        """Ask the runner to stop (one call, ~ms); one that does not answer is left to the
+        session's actor, which makes sure it is gone (killed) before the delete returns."""
+        handle = get_named(runner_id, self.ns)
+        if handle is None:
+            return
+        try:
+            await call(
+                handle.stop.remote(),
+                timeout=self.settings.host_call_timeout_s,
+                unreachable=lambda: HostOffline("runner unreachable"),
+            )
+        except Exception:  # noqa: BLE001 - unreachable or stuck: it must go all the same
+            await self._with_session_actor(
+                session_id, lambda a: a.stop_runner.remote(runner_id, ask=False)
+            )
 
     async def session_terminals(self, session_id: str) -> dict:
         """The terminals the session's agent spec declares (asked by its runner)."""

@@ -1,8 +1,9 @@
-"""SessionActor: one per *active* session; stops the session's runner when the session
-is deleted.
+"""SessionActor: one per *active* session: it makes sure the session's runner is gone
+when the session is deleted and the runner did not stop when the ControlActor asked it.
 
-Launches do not go through it (the ControlActor binds and asks the host directly: a
-launch then takes milliseconds, not the ~1 s of starting this actor's process). Its
+Launches and ordinary stops do not go through it (the ControlActor binds and asks the
+host directly: a launch then takes milliseconds, not the ~1 s of starting this actor's
+process). Its
 state is in the store (through the ControlActor), so it can be let go at any time: the
 ControlActor creates it on use and kills it once it has been idle for
 `session_idle_s`.
@@ -22,9 +23,13 @@ class SessionActor:
         self.session_id = session_id
         self.settings = Settings(**settings)
 
-    async def stop_runner(self, runner_id: str) -> None:
+    async def stop_runner(self, runner_id: str, ask: bool = True) -> None:
+        """Stop the runner (`ask`: ask it first, then kill it if that fails)."""
         runner = get_named(runner_id, self.settings.namespace)
         if runner is None:
+            return
+        if not ask:
+            ray.kill(runner)
             return
         try:
             await call(

@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     # the ~1 s of starting a Ray worker): at least `low`, one more per launch of the last
     # minute up to `high`. 0 and 0: none (each launch starts its runner).
     runner_pool_low: int = Field(1, ge=0, le=64)
-    runner_pool_high: int = Field(4, ge=0, le=64)
+    runner_pool_high: int = Field(2, ge=0, le=64)
     # How long the API trusts a token it has already checked (0: checked every time).
     token_cache_s: float = Field(30.0, ge=0, allow_inf_nan=False)
     # The largest file a session may upload (bytes); more gives 413.

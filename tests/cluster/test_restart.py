@@ -5,6 +5,7 @@ host again."""
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import time
 from pathlib import Path
@@ -94,27 +95,33 @@ def _session_actor_pids(home: str) -> list[int]:
     return pids
 
 
-def test_idle_session_actors_are_let_go_and_come_back_on_use():
-    """Sessions don't cost a process forever: an idle SessionActor exits; the session's
-    state is in the store, and the next operation activates it again."""
+def test_launch_and_delete_need_no_session_actor_but_a_stuck_runner_is_made_to_go():
+    """Sessions don't cost a process: a launch and the delete of a session whose runner
+    stops when asked start no SessionActor. A runner that does not answer (frozen) is
+    left to the session's actor, which kills it; that actor goes with the session."""
     server = Server(env={"OMNIGENT_SESSION_IDLE_S": "2"}).start()
     try:
         with server.client(server.token) as alice:
             [local] = alice.get("/v1/hosts").json()["hosts"]
-            s = new_session(alice, host_id=local["id"], workspace=make_home("ws"))
-            runner = alice.get(f"/v1/runners/{s['runner_id']}").json()
-            assert len(_session_actor_pids(server.home)) == 1
-            deadline = time.monotonic() + 15
-            while _session_actor_pids(server.home) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert _session_actor_pids(server.home) == []
-            assert pid_alive(runner["pid"])  # the runner does not depend on it
-            assert alice.get(f"/v1/sessions/{s['id']}").json()["status"] == "running"
-            assert alice.delete(f"/v1/sessions/{s['id']}").status_code == 200
-            deadline = time.monotonic() + 10
-            while pid_alive(runner["pid"]) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert not pid_alive(runner["pid"])
+            for frozen in (False, True):
+                s = new_session(alice, host_id=local["id"], workspace=make_home("ws"))
+                runner = alice.get(f"/v1/runners/{s['runner_id']}").json()
+                assert pid_alive(runner["pid"])
+                assert _session_actor_pids(server.home) == []
+                if frozen:
+                    os.kill(runner["pid"], signal.SIGSTOP)
+                t0 = time.monotonic()
+                assert alice.delete(f"/v1/sessions/{s['id']}").status_code == 200
+                assert time.monotonic() - t0 < (30 if frozen else 3)
+                deadline = time.monotonic() + 10
+                while pid_alive(runner["pid"]) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert not pid_alive(runner["pid"])
+                assert alice.get(f"/v1/sessions/{s['id']}").status_code == 404
+                deadline = time.monotonic() + 10
+                while _session_actor_pids(server.home) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                assert _session_actor_pids(server.home) == []
     finally:
         server.stop()
 
