@@ -31,7 +31,9 @@ class World:
 
 @pytest.fixture(scope="session")
 def world():
-    server = Server().start()
+    # Five "machines" share two cores here: the hosts' runner pools do not grow past one
+    # (a pool that grows starts Ray workers that slow the nodes other tests start).
+    server = Server(env={"OMNIGENT_RUNNER_POOL_HIGH": "1"}).start()
     started: list = []
     try:
         bob_token = server.create_token("bob")
