@@ -121,10 +121,6 @@ class HostActor:
         """This actor's Ray id: a pooled runner exits once the node's HostActor is another."""
         return self.instance
 
-    def pooled_runners(self) -> list[str]:
-        """The ids of the runners ready in the pool (for tests and diagnostics)."""
-        return self.pool.ready_ids()
-
     def _start_runner(self) -> tuple[str, object]:
         from actors.runner import RemoteRunner  # only where a runner is started
 

@@ -131,10 +131,6 @@ class RunnerPool:
                 return
         ray.kill(handle)
 
-    def ready_ids(self) -> list[str]:
-        with self._lock:
-            return [runner_id for runner_id, _ in self._ready]
-
     def close(self) -> None:
         with self._lock:
             self._closed = True
