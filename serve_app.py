@@ -5,6 +5,12 @@ own event loop), the same idea as Serve's experimental direct ingress but on a f
 a request reaches the app without the default proxy's extra hop (~7 ms here, see
 bench/). Serve still deploys, health-checks and restarts the replica; the app is also the
 deployment's Serve ingress, so it answers through a Serve proxy where one is enabled.
+
+Several replicas share the port (SO_REUSEPORT: the kernel spreads connections over them);
+they keep nothing a client's next request, on another replica, would miss (see
+omnigent/control/watch.py). `omnigent serve` deploys it; `build` is the entry point of a
+Serve config file (`serve run` / `serve deploy`, serve_config.yaml), the shape KubeRay's
+RayService uses.
 """
 
 from __future__ import annotations
@@ -13,9 +19,13 @@ import asyncio
 import logging
 import socket
 
+import ray
 import uvicorn
 from ray import serve
 
+from actors import options
+from actors.calls import get_named
+from actors.control import RemoteControl
 from omnigent.api.app import create_app
 from omnigent.api.deps import AppState
 from omnigent.config import Settings
@@ -28,9 +38,12 @@ log = logging.getLogger(__name__)
 @serve.ingress(app)
 class OmnigentIngress:
     # Ray Serve awaits an async constructor; mypy knows only plain classes
-    async def __init__(self, settings: dict) -> None:  # type: ignore[misc]
+    async def __init__(self, settings: dict, start_control: bool = False) -> None:  # type: ignore[misc]
         self.settings = Settings(**settings)
-        app.state.omnigent = AppState(self.settings)
+        if start_control:
+            await _ensure_control(self.settings)
+        replica = serve.get_replica_context().replica_id.unique_id
+        app.state.omnigent = AppState(self.settings, replica=f"api-{replica}")
         await app.state.omnigent.start()
         config = uvicorn.Config(
             app,
@@ -74,3 +87,27 @@ def _reusable_listener(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.setblocking(False)
     return sock
+
+
+async def _ensure_control(settings: Settings) -> None:
+    """The ControlActor, started on this (the head) node if no one has (a deployment
+    from a Serve config file, where no `omnigent serve` did)."""
+    from omnigent.server import prepare_state
+
+    handle = get_named("control", settings.namespace)
+    if handle is None:
+        prepare_state(settings)
+        node_id = ray.get_runtime_context().get_node_id()
+        handle = RemoteControl.options(
+            **options.control_options(settings.namespace, node_id), get_if_exists=True
+        ).remote(settings.to_dict())
+    await handle.start.remote()
+
+
+def build(args: dict) -> serve.Application:
+    """The application of a Serve config file (`import_path: serve_app:build`): `args`
+    are settings (`port`, `host`, `api_replicas`…), over `OMNIGENT_*` and the defaults."""
+    settings = Settings.from_env(**args)
+    return OmnigentIngress.options(  # type: ignore[attr-defined]
+        num_replicas=settings.replicas_here(), ray_actor_options=options.api_options()
+    ).bind(settings.to_dict(), True)

@@ -108,15 +108,19 @@ class ControlActor:
     async def revoke_token(self, token_id: str) -> dict:
         return await self.tokens.revoke(token_id)
 
-    async def watch_extras(self, known_version: int, wait_s: float = 20.0) -> int:
+    async def watch_extras(
+        self, known_version: int, wait_s: float = 20.0, follower: str | None = None
+    ) -> int:
         """Long-poll: the version of sessions' files and moved-in terminals once it differs
-        from `known_version`."""
-        return await self.extras.wait_past(known_version, wait_s)
+        from `known_version` (`follower`: the API replica asking; see watch.py)."""
+        return await self.extras.wait_past(known_version, wait_s, follower)
 
-    async def watch_tokens(self, known_version: int, wait_s: float = 20.0) -> int:
+    async def watch_tokens(
+        self, known_version: int, wait_s: float = 20.0, follower: str | None = None
+    ) -> int:
         """Long-poll: the token version once it differs from `known_version` (it moves
         on every revocation: an API replica then drops the tokens it has cached)."""
-        return await self.tokens.watch(known_version, wait_s)
+        return await self.tokens.watch(known_version, wait_s, follower)
 
     # hosts ----------------------------------------------------------------------
     async def own_host(self, timeout: float = 60) -> dict:
@@ -138,9 +142,16 @@ class ControlActor:
             "join_key": self.hosts.join_key(user),
         }
 
-    async def watch_hosts(self, known_version: int, wait_s: float = 20.0) -> tuple[int, list]:
+    async def watch_hosts(
+        self, known_version: int, wait_s: float = 20.0, follower: str | None = None
+    ) -> tuple[int, list]:
         """Long-poll: the host table once it differs from `known_version`."""
-        return await self.hosts.watch(known_version, wait_s)
+        return await self.hosts.watch(known_version, wait_s, follower)
+
+    async def _published(self) -> None:
+        """Until every API replica has what a change just made (the host table, its
+        files and moved-in terminals): the caller's next request may reach any of them."""
+        await asyncio.gather(self.hosts.version.settled(), self.extras.settled())
 
     async def _monitor(self) -> None:
         """Twice a second: enroll new nodes, notice dead ones, follow revocations made in
@@ -239,6 +250,7 @@ class ControlActor:
             entry = self.session_actors.pop(session_id, None)
             if entry is not None:
                 ray.kill(entry[0])
+            await self._published()
         return {"id": session_id, "object": "session.deleted", "deleted": True}
 
     async def _stop_runner(self, session_id: str, runner_id: str) -> None:
@@ -270,10 +282,12 @@ class ControlActor:
     ) -> None:
         await self.sessions.terminal_moved(source, target, terminal_id, runner_id)
         self.extras.bump()
+        await self._published()
 
     async def forget_terminal(self, session_id: str, terminal_id: str) -> None:
         await self.sessions.forget_terminal(session_id, terminal_id)
         self.extras.bump()
+        await self._published()
 
     # files ------------------------------------------------------------------------
     async def add_file(self, user: str, session_id: str, staged: str, meta: dict) -> dict:
@@ -282,6 +296,7 @@ class ControlActor:
             return await self.files.add(user, session_id, staged, meta)
         finally:
             self.extras.bump()
+            await self._published()
 
     async def list_files(
         self,
@@ -303,6 +318,7 @@ class ControlActor:
             return await self.files.delete(user, session_id, file_id)
         finally:
             self.extras.bump()
+            await self._published()
 
     async def file_chunks(self, session_id: str, file_id: str, chunk: int = 4 * 2**20):
         """The bytes of a session's file, streamed to a runner on another node."""
@@ -369,6 +385,7 @@ class ControlActor:
         handle = get_named(runner_id, self.ns)
         if handle is not None:
             asyncio.get_running_loop().create_task(self._watch_runner(runner, handle))
+        await self._published()  # the host's runner count
         return {"runner_id": runner_id, "status": "launching"}
 
     async def session_runner(self, user: str, session_id: str) -> dict:

@@ -21,6 +21,12 @@ def control_options(namespace: str, node_id: str) -> dict:
     )
 
 
+def api_options(node_ip: str | None = None) -> dict:
+    """The API replicas: on the server's node (its IP), or on the head."""
+    where = f"node:{node_ip}" if node_ip else "node:__internal_head__"
+    return {"num_cpus": 0, "resources": {where: 0.001}}
+
+
 def session_options(namespace: str, session_id: str, node_id: str) -> dict:
     return dict(
         name=f"session_{session_id}",

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # minute up to `high`. 0 and 0: none (each launch starts its runner).
     runner_pool_low: int = Field(1, ge=0, le=64)
     runner_pool_high: int = Field(2, ge=0, le=64)
+    # API replicas (Serve replicas on the head, sharing the port). 0: one per CPU of the
+    # head, at most 8.
+    api_replicas: int = Field(0, ge=0, le=64)
     # How long the API trusts a token it has already checked (0: checked every time).
     token_cache_s: float = Field(30.0, ge=0, allow_inf_nan=False)
     # The largest file a session may upload (bytes); more gives 413.
@@ -136,6 +139,10 @@ class Settings(BaseSettings):
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def replicas_here(self) -> int:
+        """The number of API replicas, on the machine this runs on (the head)."""
+        return self.api_replicas or min(os.cpu_count() or 1, 8)
 
     def to_dict(self) -> dict:
         """Every field, for `Settings(**d)` on the other side of a Ray call."""

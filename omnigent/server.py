@@ -64,6 +64,14 @@ def ensure_local_token(settings: Settings, user: str) -> str:
     return token
 
 
+def prepare_state(settings: Settings) -> str:
+    """The state dir (0700), the server's secret and the admin's token; returns the token."""
+    state = Path(settings.state_dir)
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    server_secret(state)  # made before the ControlActor reads it
+    return ensure_local_token(settings, settings.admin_user)
+
+
 def _init_ray(address: str | None, node_ip: str | None, settings: Settings) -> None:
     import ray
 
@@ -201,10 +209,13 @@ def _deploy_api(settings: dict, node_ip: str) -> None:
         from serve_app import OmnigentIngress
 
         started.result()
+    from actors import options
+
     ns = Settings(**settings).namespace
     serve.run(
         OmnigentIngress.options(  # type: ignore[attr-defined]  # @serve.deployment made it one
-            ray_actor_options={"num_cpus": 0, "resources": {f"node:{node_ip}": 0.001}}
+            num_replicas=Settings(**settings).replicas_here(),
+            ray_actor_options=options.api_options(node_ip),
         ).bind(settings),
         name=ns,
         route_prefix=f"/{ns}",
@@ -274,8 +285,7 @@ def serve(settings: Settings, address: str | None, node_ip: str | None) -> int:
     use_ray_token(state, remember=True)  # before Ray is imported: it reads them then
     import ray
 
-    server_secret(state)  # made before the ControlActor reads it
-    token = ensure_local_token(settings, settings.admin_user)
+    token = prepare_state(settings)
     _init_ray(address, node_ip or _recorded_node_ip(state, address), settings)
     outcome = deploy(settings, fresh_cluster=address is None)
     ctx = ray.get_runtime_context()

@@ -34,8 +34,10 @@ def create_app() -> FastAPI:
         return method_not_allowed(request.app, request.scope["path"], fallback)
 
     @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict:
-        return {"ok": True}
+    async def healthz(request: Request) -> dict:
+        """Up; and which API replica answered (they share the port)."""
+        state = getattr(request.app.state, "omnigent", None)
+        return {"ok": True, "replica": getattr(state, "replica", None)}
 
     @app.get(
         "/v1/cluster", response_model=ClusterInfo, tags=["cluster"], responses=error_responses(503)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import time
 
 import aiohttp
@@ -31,11 +33,21 @@ from omnigent.errors import (
 
 log = logging.getLogger(__name__)
 IDEMPOTENT = ("GET", "HEAD", "PUT", "DELETE")  # safe to send again on a fresh link
+# Tests: a replica slow to apply what its long-polls bring (a busy event loop under load)
+# cannot be made at will; a server started with this variable (seconds) is one. Read once.
+FOLLOW_LAG_ENV = "OMNIGENT_FAULT_FOLLOW_LAG_S"
+
+
+def _follow_lag() -> float:
+    return float(os.environ.get(FOLLOW_LAG_ENV) or 0)
 
 
 class AppState:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, replica: str | None = None) -> None:
         self.settings = settings
+        # Who this replica is to the ControlActor's long-polls: a change is acknowledged
+        # once every replica has asked past it (omnigent/control/watch.py).
+        self.replica = replica or f"replica-{os.getpid()}-{secrets.token_hex(4)}"
         self.control = ray.get_actor("control", namespace=settings.namespace)
         self.hosts: dict[str, dict] = {}
         self.host_nodes: dict[str, str | None] = {}
@@ -52,6 +64,7 @@ class AppState:
         # host id -> deadlines of requests in flight to its runners, cut short when the
         # host goes offline so that no request waits on a dead machine
         self._in_flight: dict[str, set[asyncio.Timeout]] = {}
+        self._lag = _follow_lag()
         self._task: asyncio.Task | None = None
         self._token_task: asyncio.Task | None = None
 
@@ -59,7 +72,7 @@ class AppState:
         self.http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60), auto_decompress=False
         )
-        self._apply(*await self.control.watch_hosts.remote(-1, 0))
+        self._apply(*await self.control.watch_hosts.remote(-1, 0, self.replica))
         self._task = asyncio.get_running_loop().create_task(self._follow_hosts())
         self._token_task = asyncio.get_running_loop().create_task(self._follow_tokens())
         self._extras_task = asyncio.get_running_loop().create_task(self._follow_extras())
@@ -67,7 +80,9 @@ class AppState:
     async def _follow_hosts(self) -> None:
         while True:
             try:
-                self._apply(*await self.control.watch_hosts.remote(self.version))
+                self._apply(
+                    *await self.control.watch_hosts.remote(self.version, 20.0, self.replica)
+                )
             except Exception:  # noqa: BLE001 - control restarting or rolled forward: find it again
                 log.warning("host table long-poll failed; looking the ControlActor up again")
                 await asyncio.sleep(0.2)
@@ -91,13 +106,15 @@ class AppState:
         while True:
             try:
                 known = -2 if self.extras_version is None else self.extras_version
-                version = await self.control.watch_extras.remote(known)
+                version = await self.control.watch_extras.remote(known, 20.0, self.replica)
             except Exception:  # noqa: BLE001 - control restarting: cache nothing meanwhile
                 self._extras.clear()
                 self.extras_version = None
                 await asyncio.sleep(0.2)
                 continue
             if version != self.extras_version:
+                if self._lag:
+                    await asyncio.sleep(self._lag)
                 self._extras.clear()
                 self.extras_version = version
 
@@ -138,7 +155,7 @@ class AppState:
         while True:
             try:
                 version = await self.control.watch_tokens.remote(
-                    -2 if self.token_version is None else self.token_version
+                    -2 if self.token_version is None else self.token_version, 20.0, self.replica
                 )
             except Exception:  # noqa: BLE001 - control restarting: trust no cached token
                 self._tokens.clear()

@@ -90,9 +90,11 @@ class Hosts:
     def join_key(self, user: str) -> str:
         return join_key(self.secret, user)
 
-    async def watch(self, known: int, wait_s: float) -> tuple[int, list]:
+    async def watch(
+        self, known: int, wait_s: float, follower: str | None = None
+    ) -> tuple[int, list]:
         """Long-poll: the host table once its version differs from `known`."""
-        version = await self.version.wait_past(known, wait_s)
+        version = await self.version.wait_past(known, wait_s, follower)
         return version, [
             {"host": self.public(h), "node_id": h["info"].get("node_id")}
             for h in self.hosts.values()

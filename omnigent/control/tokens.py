@@ -78,11 +78,12 @@ class Tokens:
             return await self.db(revoke_token, self.db.store, tid)
         finally:
             await self.refresh()
+            await self.version.settled()  # every API replica has dropped its cache
 
     async def refresh(self) -> int:
         """Follow the store's revocation counter (wakes the watchers when it moved)."""
         self.version.set(await self.db(self.db.store.token_generation))
         return self.version.value
 
-    async def watch(self, known: int, wait_s: float) -> int:
-        return await self.version.wait_past(known, wait_s)
+    async def watch(self, known: int, wait_s: float, follower: str | None = None) -> int:
+        return await self.version.wait_past(known, wait_s, follower)

@@ -31,9 +31,10 @@ class World:
 
 @pytest.fixture(scope="session")
 def world():
-    # Five "machines" share two cores here: the hosts' runner pools do not grow past one
+    # Two API replicas (tests/cluster/test_replicas.py holds clients to each). Five
+    # "machines" share two cores here: the hosts' runner pools do not grow past one
     # (a pool that grows starts Ray workers that slow the nodes other tests start).
-    server = Server(env={"OMNIGENT_RUNNER_POOL_HIGH": "1"}).start()
+    server = Server(env={"OMNIGENT_RUNNER_POOL_HIGH": "1", "OMNIGENT_API_REPLICAS": "2"}).start()
     started: list = []
     try:
         bob_token = server.create_token("bob")
