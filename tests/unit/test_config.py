@@ -7,6 +7,7 @@ import inspect
 import json
 import math
 import pickle
+import os
 import re
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def test_defaults_from_a_clean_environment(tmp_path):
     assert (s.host, s.port) == ("127.0.0.1", DEFAULT_PORT)
     assert (s.session_idle_s, s.file_cap_bytes, s.max_terminals) == (30.0, 1024**3, 16)
     assert (s.runner_pool_low, s.runner_pool_high) == (1, 2)
+    assert s.api_replicas == 0 and s.replicas_here() == min(os.cpu_count() or 1, 8)
     assert s.object_store_bytes == 200 * 2**20
     assert re.fullmatch(r"[0-9a-f]{16}", s.code_version)
     assert s.code_version == source_digest()
@@ -64,6 +66,7 @@ ENV_CASES = [
     ("OMNIGENT_RECONCILE_S", "0.5", "reconcile_s", 0.5),
     ("OMNIGENT_RUNNER_POOL_LOW", "0", "runner_pool_low", 0),
     ("OMNIGENT_RUNNER_POOL_HIGH", "8", "runner_pool_high", 8),
+    ("OMNIGENT_API_REPLICAS", "3", "api_replicas", 3),
 ]
 
 
@@ -102,12 +105,15 @@ def test_variables_of_the_host_side_are_not_settings(monkeypatch):
         "OMNIGENT_TOKEN",
         "OMNIGENT_RAY_NODE",
         "OMNIGENT_FAULT_RUNNER_START",
+        "OMNIGENT_FAULT_FOLLOW_LAG_S",
     ):
         monkeypatch.setenv(name, "x")
     assert Settings.from_env().port == DEFAULT_PORT
 
 
 BAD = [
+    ("OMNIGENT_API_REPLICAS", "-1"),
+    ("OMNIGENT_API_REPLICAS", "65"),
     ("OMNIGENT_PORT", "abc"),
     ("OMNIGENT_PORT", "0"),
     ("OMNIGENT_PORT", "65536"),
