@@ -6,8 +6,8 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import pickle
 import os
+import pickle
 import re
 from pathlib import Path
 
