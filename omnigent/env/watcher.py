@@ -1,7 +1,7 @@
 """watchdog's inotify reader, told apart from the tracker's logic.
 
 `_Watcher` overrides one private hook of watchdog (`InotifyFD._check_inotify_fd`):
-pyproject pins watchdog to the major version it was checked against, and
+pyproject pins watchdog to the minor version it was checked against (7.1 changed the hook), and
 tests/unit/test_env_watcher.py fails if that hook changes.
 """
 
