@@ -26,7 +26,7 @@ from omnigent.control.db import StoreThread
 from omnigent.control.files import Files
 from omnigent.control.hosts import Hosts
 from omnigent.control.runners import Runners
-from omnigent.control.sessions import LIVE, Sessions
+from omnigent.control.sessions import LIVE, Sessions, public_session
 from omnigent.control.tokens import Tokens
 from omnigent.control.watch import Version
 from omnigent.credentials import server_secret
@@ -221,14 +221,15 @@ class ControlActor:
         if body.get("host_id"):
             self.hosts.owned(user, body["host_id"])
         session = await self.sessions.create(user, body)
-        if body.get("host_id"):
-            try:
-                await self.launch_runner(
-                    user, body["host_id"], session["id"], body["workspace"], body.get("git")
-                )
-            except BaseException:
-                await self.sessions.remove(session["id"])
-                raise
+        if not body.get("host_id"):
+            return public_session(session)  # as stored: no second trip to the store
+        try:
+            await self.launch_runner(
+                user, body["host_id"], session["id"], body["workspace"], body.get("git")
+            )
+        except BaseException:
+            await self.sessions.remove(session["id"])
+            raise
         return await self.sessions.get(user, session["id"])
 
     async def get_session(self, user: str, session_id: str) -> dict:

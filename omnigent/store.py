@@ -2,7 +2,15 @@
 
 Only the ControlActor opens it while a server runs; the CLI opens it directly when no
 server is running (e.g. `omnigent token create` before the first start). Every write is
-one transaction, so a crash leaves either the old or the new state.
+one transaction (`_tx`), so a crash leaves either the old or the new state; inside a
+transaction already open (a `group_commit`) it is a savepoint instead, rolled back alone if
+it fails.
+
+A store opened `readonly` is a second connection to the same file, for reads beside the
+writer: in WAL mode a reader sees the last commit made before its query began and never
+waits for the writer (nor the writer for it). A read must run its queries to the end (or
+drop its cursors): a statement left half-read keeps its snapshot, and the connection
+would go on answering from it.
 """
 
 from __future__ import annotations
@@ -11,8 +19,13 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+# The outcome of one call of a group commit: (its result, None) or (None, what it raised).
+Outcome = tuple[Any, BaseException | None]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
@@ -43,22 +56,108 @@ def hash_token(token: str) -> str:
 
 
 class Store:
-    def __init__(self, path: str) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    def __init__(self, path: str, readonly: bool = False) -> None:
+        self.path = path
+        if not readonly:
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        if readonly:
+            self._db.execute("PRAGMA query_only=ON")
+        else:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
 
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def in_memory(self) -> bool:
+        """A private in-memory database: another connection would not see it."""
+        return self.path in ("", ":memory:") or self.path.startswith("file::memory:")
+
+    # transactions ---------------------------------------------------------------
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        """One write: a transaction of its own, or a savepoint in the one already open."""
+        db = self._db
+        nested = db.in_transaction
+        db.execute("SAVEPOINT tx" if nested else "BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if not db.in_transaction:  # some errors make SQLite roll back everything
+                pass
+            elif nested:
+                db.execute("ROLLBACK TO tx")
+                db.execute("RELEASE tx")
+            else:
+                db.execute("ROLLBACK")
+            raise
+        if nested:
+            db.execute("RELEASE tx")
+        else:
+            _commit(db)
+
+    def group_commit(self, calls: Sequence[Callable[[], Any]]) -> list[Outcome]:
+        """Make `calls` (each a function of store calls, e.g. a bound Store method) in
+        one transaction with one commit, so one disk flush for them all. Each runs in a
+        savepoint of its own: one that raises is rolled back alone and gets its exception;
+        the others' results stand once the commit returned (they are then on disk). If
+        the transaction fails as a whole (its BEGIN or COMMIT, or an error after which
+        SQLite rolled everything back), every call it held gets that error."""
+        db = self._db
+        out: list[Outcome] = [(None, None)] * len(calls)
+        pending: list[int] = []  # done, not yet committed
+
+        def fail_pending(exc: BaseException) -> None:
+            for j in pending:
+                out[j] = (None, exc)
+            pending.clear()
+
+        for i, call in enumerate(calls):
+            try:
+                if not db.in_transaction:
+                    db.execute("BEGIN IMMEDIATE")
+                db.execute("SAVEPOINT call")
+            except Exception as exc:  # noqa: BLE001 - this call cannot start: it fails
+                out[i] = (None, exc)
+                continue
+            try:
+                result = call()
+            except BaseException as exc:  # noqa: BLE001 - handed to its caller
+                out[i] = (None, exc)
+                try:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK TO call")
+                        db.execute("RELEASE call")
+                    else:  # SQLite rolled the whole transaction back
+                        fail_pending(exc)
+                except Exception as exc2:  # noqa: BLE001
+                    _rollback(db)
+                    fail_pending(exc2)
+                continue
+            try:
+                db.execute("RELEASE call")
+            except Exception as exc:  # noqa: BLE001
+                _rollback(db)
+                out[i] = (None, exc)
+                fail_pending(exc)
+                continue
+            out[i] = (result, None)
+            pending.append(i)
+        if db.in_transaction:
+            try:
+                _commit(db)
+            except Exception as exc:  # noqa: BLE001 - every call it held failed
+                fail_pending(exc)
+        return out
+
     # users and tokens -----------------------------------------------------------
     def add_token(self, user: str, token: str) -> None:
         now = int(time.time())
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._tx():
             self._db.execute("INSERT OR IGNORE INTO users VALUES (?, ?)", (user, now))
             self._db.execute("INSERT INTO tokens VALUES (?, ?, ?)", (hash_token(token), user, now))
 
@@ -81,8 +180,7 @@ class Store:
     def delete_token(self, token_hash: str) -> bool:
         """Revoke a token; every revocation advances `token_generation` (same transaction),
         so that whoever caches checked tokens (even in another process) can notice."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._tx():
             gone = self._db.execute("DELETE FROM tokens WHERE hash = ?", (token_hash,)).rowcount
             if gone:
                 self._db.execute(
@@ -109,8 +207,7 @@ class Store:
         """The host of (owner, machine_id), created with `new_id` if it is new."""
         now = int(time.time())
         info = json.dumps(fields.get("info", {}))
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._tx():
             self._db.execute(
                 "INSERT INTO hosts (id, owner, machine_id, name, platform, registered_at,"
                 " last_seen_at, info) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -127,12 +224,12 @@ class Store:
         return _host_row(row)
 
     def touch_host(self, host_id: str, when: int) -> None:
-        with self._db:
+        with self._tx():
             self._db.execute("UPDATE hosts SET last_seen_at = ? WHERE id = ?", (when, host_id))
 
     # sessions -------------------------------------------------------------------
     def put_session(self, session: dict) -> None:
-        with self._db:
+        with self._tx():
             self._db.execute(
                 "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)",
                 (session["id"], session["owner"], json.dumps(session)),
@@ -186,13 +283,12 @@ class Store:
         return [s for s in out if s["status"] in ("launching", "running")]
 
     def delete_session(self, session_id: str) -> None:
-        with self._db:
+        with self._tx():
             self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
 
     def _update_session(self, session_id: str, change) -> dict | None:
         """Read, `change(session)` (returns False to leave it), write: one transaction."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._tx():
             row = self._db.execute(
                 "SELECT data FROM sessions WHERE id = ?", (session_id,)
             ).fetchone()
@@ -235,7 +331,7 @@ class Store:
 
     # runners --------------------------------------------------------------------
     def put_runner(self, runner: dict) -> None:
-        with self._db:
+        with self._tx():
             self._db.execute(
                 "INSERT OR REPLACE INTO runners VALUES (?, ?, ?)",
                 (runner["runner_id"], runner["session_id"], json.dumps(runner)),
@@ -252,7 +348,7 @@ class Store:
 
     # files ----------------------------------------------------------------------
     def put_file(self, meta: dict) -> None:
-        with self._db:
+        with self._tx():
             self._db.execute(
                 "INSERT INTO files VALUES (?, ?, ?)",
                 (meta["id"], meta["session_id"], json.dumps(meta)),
@@ -269,11 +365,11 @@ class Store:
         return [json.loads(r[0]) for r in rows]
 
     def delete_file(self, file_id: str) -> bool:
-        with self._db:
+        with self._tx():
             return self._db.execute("DELETE FROM files WHERE id = ?", (file_id,)).rowcount > 0
 
     def delete_files_of(self, session_id: str) -> None:
-        with self._db:
+        with self._tx():
             self._db.execute("DELETE FROM files WHERE session_id = ?", (session_id,))
 
     # terminals handed to a session from another session's runner ------------------------
@@ -288,8 +384,7 @@ class Store:
     ) -> None:
         """The terminal leaves `source`; `target` finds it on `runner_id` (None: on the
         target's own runner, nothing to remember)."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._tx():
             self._db.execute(
                 "DELETE FROM terminal_moves WHERE session_id = ? AND terminal_id = ?",
                 (source, terminal_id),
@@ -301,11 +396,27 @@ class Store:
                 )
 
     def forget_move(self, session_id: str, terminal_id: str) -> None:
-        with self._db:
+        with self._tx():
             self._db.execute(
                 "DELETE FROM terminal_moves WHERE session_id = ? AND terminal_id = ?",
                 (session_id, terminal_id),
             )
+
+
+def _commit(db: sqlite3.Connection) -> None:
+    try:
+        db.execute("COMMIT")
+    except BaseException:
+        _rollback(db)
+        raise
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 def _host_row(r: tuple) -> dict:

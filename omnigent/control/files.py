@@ -14,6 +14,7 @@ from omnigent.domain.files import file_resource
 from omnigent.domain.pagination import list_envelope, paginate_by_key
 from omnigent.errors import FileNotFound
 from omnigent.ids import new_id
+from omnigent.store import Store
 
 
 def _unlink(path: str) -> None:
@@ -59,7 +60,7 @@ class Files:
         return file_resource(meta)
 
     async def _meta(self, session_id: str, file_id: str) -> dict:
-        meta = await self.db(self.db.store.get_file, file_id)
+        meta = await self.db.read(Store.get_file, file_id)
         if meta is None or meta["session_id"] != session_id:
             raise FileNotFound(f"file not found: {file_id}")
         return meta
@@ -78,7 +79,7 @@ class Files:
         order: str,
     ) -> dict:
         await self.sessions.owned(user, session_id)
-        files = await self.db(self.db.store.files_of, session_id)
+        files = await self.db.read(Store.files_of, session_id)
         page = paginate_by_key(
             files,
             key=lambda f: f["id"],

@@ -16,6 +16,7 @@ from omnigent.control.watch import Version
 from omnigent.domain.enrollment import host_id_for, join_key, join_key_owner
 from omnigent.domain.ownership import owned_host
 from omnigent.errors import HostOffline
+from omnigent.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class Hosts:
         self.version = Version()
 
     async def load(self) -> None:
-        self.hosts = {h["id"]: h for h in await self.db(self.db.store.all_hosts)}
+        self.hosts = {h["id"]: h for h in await self.db.read(Store.all_hosts)}
         self.version.bump()
 
     # reading ------------------------------------------------------------------------

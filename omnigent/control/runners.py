@@ -52,7 +52,7 @@ class Runners:
         return self.db.store
 
     async def live(self) -> list[dict]:
-        return await self.db(self.store.live_runners)
+        return await self.db.read(Store.live_runners)
 
     async def bind(self, session_id: str, runner_id: str, binding_token: str, fields: dict) -> None:
         fields = {**fields, "_binding": _hash(binding_token), "updated_at": int(self.clock())}
@@ -154,7 +154,7 @@ class Runners:
         return {"runner_id": session["runner_id"], "host_id": session["host_id"]}
 
     async def get(self, user: str, runner_id: str) -> dict:
-        runner = await self.db(self.store.get_runner, runner_id)
+        runner = await self.db.read(Store.get_runner, runner_id)
         if runner is None or runner["owner"] != user:
             raise RunnerNotFound(f"runner not found: {runner_id}")
         return {k: runner[k] for k in RUNNER_FIELDS}

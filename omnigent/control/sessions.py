@@ -47,14 +47,14 @@ class Sessions:
 
     async def owned(self, user: str, session_id: str) -> dict:
         """The stored session (private fields included); SessionNotFound unless `user`'s."""
-        session = await self.db(self.store.get_session, session_id)
+        session = await self.db.read(Store.get_session, session_id)
         if session is None or session["owner"] != user:
             raise SessionNotFound(f"session not found: {session_id}")
         return session
 
     async def owned_or_none(self, user: str, session_id: str) -> dict | None:
         """As `owned`, but None for a session that does not exist (delete is idempotent)."""
-        session = await self.db(self.store.get_session, session_id)
+        session = await self.db.read(Store.get_session, session_id)
         if session is not None and session["owner"] != user:
             raise SessionNotFound(f"session not found: {session_id}")
         return session
@@ -89,14 +89,14 @@ class Sessions:
         self, user: str, limit: int, after: str | None, before: str | None, order: str
     ) -> dict:
         check_limit(limit)
-        items, more = await self.db(
-            self.store.session_page, user, limit, after, before, order == "desc"
+        items, more = await self.db.read(
+            Store.session_page, user, limit, after, before, order == "desc"
         )
         return list_envelope([public_session(s) for s in items], more)
 
     async def terminals(self, session_id: str) -> dict:
         """The terminals the session's agent spec declares."""
-        session = await self.db(self.store.get_session, session_id)
+        session = await self.db.read(Store.get_session, session_id)
         if session is None:
             raise SessionNotFound(f"session not found: {session_id}")
         return (session.get("agent") or {}).get("terminals") or {}

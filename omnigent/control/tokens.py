@@ -65,13 +65,13 @@ class Tokens:
         self.version = Version(-1)  # set from the store by `refresh`
 
     async def authenticate(self, token: str) -> str | None:
-        return await self.db(self.db.store.user_for_token, token)
+        return await self.db.read(Store.user_for_token, token)
 
     async def create(self, user: str) -> str:
         return await self.db(create_token, self.db.store, user)
 
     async def list(self, user: str | None = None) -> list[dict]:
-        return await self.db(list_tokens, self.db.store, user)
+        return await self.db.read(list_tokens, user)
 
     async def revoke(self, tid: str) -> dict:
         try:
@@ -82,7 +82,7 @@ class Tokens:
 
     async def refresh(self) -> int:
         """Follow the store's revocation counter (wakes the watchers when it moved)."""
-        self.version.set(await self.db(self.db.store.token_generation))
+        self.version.set(await self.db.read(Store.token_generation))
         return self.version.value
 
     async def watch(self, known: int, wait_s: float, follower: str | None = None) -> int:

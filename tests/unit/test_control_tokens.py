@@ -104,14 +104,14 @@ def test_a_revocation_made_in_the_store_directly_is_noticed_by_refresh(db, tmp_p
     run(scenario())
 
 
-def test_store_calls_run_off_the_event_loop_thread(db):
+def test_store_calls_run_off_the_event_loop_thread(db, monkeypatch):
     seen = []
-    original = db.store.user_for_token
+    original = Store.user_for_token
 
-    def spy(token):
+    def spy(store, token):
         seen.append(threading.current_thread())
-        return original(token)
+        return original(store, token)
 
-    db.store.user_for_token = spy
+    monkeypatch.setattr(Store, "user_for_token", spy)  # a read: on a reader's connection
     run(Tokens(db).authenticate("omg_x"))
     assert seen and seen[0] is not threading.main_thread()
