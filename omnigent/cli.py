@@ -69,6 +69,18 @@ def _parser() -> argparse.ArgumentParser:
         help="on the head: the worker at IP becomes USER's host",
     )
     p.add_argument("--node-ip-address", help="default: the address SSH reached us at")
+    p.add_argument(
+        "--gcs-ft",
+        action="store_true",
+        help="on the head: keep Ray's GCS state in a Redis of its own, so a crashed head "
+        "restarted within 60 s finds its workers, runners and terminals still running",
+    )
+    p.add_argument(
+        "--redis-port",
+        type=int,
+        default=None,
+        help="the GCS Redis's (loopback, TLS) port with --gcs-ft (default 6380)",
+    )
     sub.add_parser("ray-stop", help="stop the Ray node `ray-start` started (and the server)")
     sub.add_parser("cluster-setup", help="install the `ray stop` shim for `ray down`")
     return parser
@@ -110,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             owners=owners,
             node_ip=args.node_ip_address,
             admin=local_user(),
+            gcs_ft=args.gcs_ft,
+            redis_port=args.redis_port,
         )
     if args.command == "ray-stop":
         from omnigent.raynode import ray_stop

@@ -10,6 +10,10 @@
 - the right address: with none given, the node advertises the address this machine was
   reached at over SSH (`SSH_CONNECTION`), i.e. the one listed in the config, even where
   Ray would detect another (several network cards, loopback);
+- head fault tolerance (`--gcs-ft`, on the head): Ray's GCS keeps its state in a Redis of
+  its own on the head (omnigent.gcs_redis), started first and stopped (its data dropped:
+  the cluster is gone on purpose) by `ray-stop`; a head that crashed is started again by
+  the same command and finds its workers, runners and terminals still running;
 - idempotence: on a machine whose node already runs in this cluster it does nothing, so
   `ray up` can be run again; a node left over from a cluster that is gone is stopped first.
 
@@ -27,6 +31,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from omnigent import gcs_redis
 from omnigent.config import state_dir
 from omnigent.credentials import ensure_ray_token, ray_auth_env, server_secret, write_private
 from omnigent.domain.enrollment import JOIN_ENV, join_key
@@ -77,8 +82,13 @@ def ray_start(
     owners: dict[str, str],
     node_ip: str | None,
     admin: str,
+    gcs_ft: bool = False,
+    redis_port: int | None = None,
 ) -> int:
     head = "--head" in ray_args
+    if gcs_ft and not head:
+        print("--gcs-ft is for the head's ray-start line", file=sys.stderr)
+        return 2
     state = state_dir()
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     node_ip = node_ip or ssh_server_address()
@@ -93,6 +103,15 @@ def ray_start(
             return 2
         env[JOIN_ENV] = take_shared_secrets(shared, node_ip)
     env.update(ray_auth_env(state / "ray_token"))
+    redis = None
+    if gcs_ft:
+        redis = gcs_redis.prepare(state, redis_port or gcs_redis.DEFAULT_PORT)
+        try:  # before the node: a head restarted after a crash reads its state from it
+            gcs_redis.start(redis)
+        except (FileNotFoundError, TimeoutError) as exc:
+            print(f"omnigent ray-start: {exc}", file=sys.stderr)
+            return 1
+        env.update(redis.ray_env())
     address = cli_arg(ray_args, "--address")
     running = our_raylet()
     if running is not None:
@@ -106,10 +125,10 @@ def ray_start(
     argv = [ray_bin(), "start", *ray_args, "--disable-usage-stats"]
     if node_ip and cli_arg(ray_args, "--node-ip-address") is None:
         argv.append(f"--node-ip-address={node_ip}")
-    write_private(
-        state / NODE_FILE,
-        json.dumps({"mark": mark, "node_ip": node_ip, "head": head, "address": address}) + "\n",
-    )
+    node: dict[str, object] = {"mark": mark, "node_ip": node_ip, "head": head, "address": address}
+    if redis is not None:
+        node["gcs_redis"] = {"dir": str(redis.dir), "port": redis.port}
+    write_private(state / NODE_FILE, json.dumps(node) + "\n")
     return subprocess.run(argv, env=env).returncode
 
 
@@ -129,6 +148,10 @@ def ray_stop() -> int:
     pids = [p for p in descendants(marked_processes(node["mark"])) if p != os.getpid()]
     stop_processes(pids)
     print(f"stopped {len(pids)} Ray processes started by omnigent", flush=True)
+    if node.get("gcs_redis"):
+        redis = gcs_redis.GcsRedis(Path(node["gcs_redis"]["dir"]), node["gcs_redis"]["port"])
+        gcs_redis.stop(redis, drop_data=True)  # a cluster stopped on purpose is not resumed
+        print("stopped the GCS Redis", flush=True)
     return 0
 
 

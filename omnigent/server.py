@@ -410,7 +410,11 @@ def stop(settings: Settings, address: str | None, stop_nodes: bool = False) -> i
     use_ray_token(state)  # before Ray is imported
     import ray
 
-    _init_ray(address or info.get("ray_address") or "auto", _recorded_node_ip(state, "x"), settings)
+    address = address or info.get("ray_address") or "auto"
+    if not _answers(address):  # else ray.init waits a minute for a GCS that is gone
+        print(f"no Ray cluster answers at {address}: no server to stop", flush=True)
+        return 0
+    _init_ray(address, _recorded_node_ip(state, "x"), settings)
     stopped = stop_server(settings, stop_nodes)
     ray.shutdown()
     print(
@@ -418,6 +422,20 @@ def stop(settings: Settings, address: str | None, stop_nodes: bool = False) -> i
         flush=True,
     )
     return 0
+
+
+def _answers(address: str, timeout: float = 3) -> bool:
+    """Does a GCS listen at `host:port`? ("auto" and other forms: assumed so.)"""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return True
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _stop_pid(pid: int) -> int:

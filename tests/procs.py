@@ -8,6 +8,7 @@ exactly what they started (never `ray stop`).
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import re
 import secrets
@@ -22,6 +23,9 @@ import time
 from pathlib import Path
 
 import httpx
+
+from omnigent import gcs_redis
+from omnigent.nodeprocs import alive, descendants, marked_processes
 
 BIN = Path(sys.executable).parent
 SERVER_IP = "127.0.0.10"
@@ -249,6 +253,103 @@ class RayHead:
 
     def kill(self) -> None:
         self.proc.stop(signal.SIGKILL, timeout=5)
+
+
+class FaultTolerantHead:
+    """A Ray head started the way cluster.yaml starts one: `omnigent ray-start --gcs-ft`,
+    so its GCS keeps the cluster's state in the head's own Redis (mutual TLS, append-only
+    file; omnigent.gcs_redis). `crash()` SIGKILLs everything on the head, Redis included;
+    `start()` again is the head coming back (the same command, address and ports)."""
+
+    HEALTH = dict(
+        RAY_health_check_period_ms="1000",
+        RAY_health_check_timeout_ms="1000",
+        RAY_health_check_failure_threshold="3",
+        RAY_health_check_initial_delay_ms="1000",
+    )
+
+    def __init__(self, ip: str, home: str) -> None:
+        self.ip = ip
+        self.home = home
+        self.port = free_port()
+        self.redis_port = free_port()
+        self.address = f"{ip}:{self.port}"
+        self.state = Path(home, ".omnigent")
+        self.token_file = self.state / "ray_token"  # made by ray-start
+        self.ports = _free_ports()
+        # A temp dir of its own: `ray start --head` refuses to start where the last
+        # cluster it started ran at this address while a process still names it, and on
+        # one machine the worker nodes' processes do (on two machines they would not).
+        self.temp_dir = tempfile.mkdtemp(prefix="rayft-", dir="/tmp")
+        self.start()
+
+    def start(self) -> None:
+        Path(self.temp_dir, "ray_current_cluster").unlink(missing_ok=True)
+        argv = [
+            str(BIN / "omnigent"),
+            "ray-start",
+            "--gcs-ft",
+            f"--redis-port={self.redis_port}",
+            f"--node-ip-address={self.ip}",
+            "--",
+            "--head",
+            f"--port={self.port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            f"--object-store-memory={100 * 2**20}",
+            f"--temp-dir={self.temp_dir}",
+            *self.ports,
+        ]
+        out = subprocess.run(
+            argv,
+            env=base_env(self.home, **self.HEALTH),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+    def redis_pid(self) -> int | None:
+        return gcs_redis.running_pid(gcs_redis.GcsRedis(self.state / "gcs-redis", self.redis_port))
+
+    def processes(self) -> list[int]:
+        try:
+            mark = json.loads((self.state / "ray-node.json").read_text())["mark"]
+        except (OSError, ValueError, KeyError):
+            mark = None
+        pids = descendants(marked_processes(mark)) if mark else []
+        redis = self.redis_pid()
+        return pids + ([redis] if redis else [])
+
+    def crash(self) -> None:
+        """SIGKILL of everything on the head at once: GCS, raylet, every worker process
+        (the ControlActor, Serve and the API replicas among them) and the Redis."""
+        pids = self.processes()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 15
+        while any(alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def stop(self) -> subprocess.CompletedProcess:
+        """`omnigent ray-stop`, as `ray down` runs it: the server, the node, the Redis."""
+        return subprocess.run(
+            [str(BIN / "omnigent"), "ray-stop"],
+            env=base_env(self.home),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    def kill(self) -> None:
+        try:
+            self.stop()
+        finally:
+            self.crash()  # whatever a failed stop left
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 class RayNode:
