@@ -92,6 +92,9 @@ def test_ray_up_enrolls_workers_rolls_forward_and_ray_down_cleans_up(tmp_path):
         r = _wait(lambda: api.get("/v1/hosts"), 60, "the head's API")
         assert r.status_code == 200, r.text
         assert f"URL:    {API}" in out  # a reachable address, not 0.0.0.0
+        # head fault tolerance (--gcs-ft): the GCS keeps its state in the head's own Redis
+        redis_pid = int((head_home / ".omnigent" / "gcs-redis" / "redis.pid").read_text())
+        assert b"redis-server" in Path(f"/proc/{redis_pid}/cmdline").read_bytes()
 
         # Ray's token authentication is on: a driver without the token is refused
         code = f"import ray; ray.init(address='{HEAD}:6379'); print('CONNECTED')"

@@ -16,6 +16,7 @@ def test_cluster_yaml_passes_rays_validation():
     head = " ".join(prepared["head_start_ray_commands"])
     assert "omnigent serve --address=auto" in head
     assert "omnigent ray-start" in head and "-- --head" in head
+    assert "--gcs-ft" in head.split("-- --head")[0]  # head fault tolerance on by default
     workers = " ".join(prepared["worker_start_ray_commands"])
     assert "omnigent ray-start" in workers and "--address=$RAY_HEAD_IP:6379" in workers
     everything = " ".join(
