@@ -12,6 +12,7 @@ Ctrl-C / SIGTERM it stops the node, and the host reads offline.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -21,9 +22,15 @@ import time
 
 import httpx
 
+from omnigent.config import state_dir
+from omnigent.credentials import write_private
 from omnigent.domain.enrollment import JOIN_ENV, host_id_for
 from omnigent.machine import machine_id
-from omnigent.nodeprocs import ray_bin
+from omnigent.nodeprocs import alive, cmdline_of, ray_bin
+
+# The node this command started: a daemon killed (SIGKILL, OOM) leaves it running in its
+# own session, and the next `omnigent host` supervises it instead of joining a second one.
+NODE_RECORD = "host-node.json"
 
 log = logging.getLogger("omnigent.host")
 
@@ -32,6 +39,41 @@ class RegistrationRefused(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class AdoptedNode:
+    """A node a previous `omnigent host` started (not our child): the few things the
+    daemon asks of a `subprocess.Popen`, by pid."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and not alive(self.pid):
+            self.returncode = -1
+        return self.returncode
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("ray start", timeout)
+            time.sleep(0.1)
+        return -1
+
+
+def recorded_node(ray_address: str) -> AdoptedNode | None:
+    """The node a previous daemon started for this cluster, if it still runs."""
+    try:
+        record = json.loads((state_dir() / NODE_RECORD).read_text())
+        pid = int(record["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    argv = cmdline_of(pid)
+    ours = any(a.endswith("ray") for a in argv[:2]) and "start" in argv
+    same = f"--address={ray_address}" in argv
+    return AdoptedNode(pid) if alive(pid) and ours and same else None
 
 
 class HostDaemon:
@@ -44,7 +86,7 @@ class HostDaemon:
         self.node_ip = node_ip
         self.host_id: str | None = None
         self._stop = threading.Event()
-        self._node: subprocess.Popen | None = None
+        self._node: subprocess.Popen | AdoptedNode | None = None
 
     def _cluster(self) -> dict:
         r = httpx.get(
@@ -72,7 +114,11 @@ class HostDaemon:
                 continue
             owner = cluster["join_key"].rpartition(".")[0]
             self.host_id = host_id_for(owner, machine_id())
-            self._node = node = self._start_node(cluster)
+            adopted = recorded_node(cluster["ray_address"])
+            if adopted is not None:
+                log.info("supervising the node a previous run started (pid %d)", adopted.pid)
+            node = adopted or self._start_node(cluster)
+            self._node = node
             if self._wait_online(timeout=60):
                 delay = 1.0
                 log.info("registered as host %s of %s", self.host_id, owner)
@@ -82,7 +128,7 @@ class HostDaemon:
                 break
             log.warning(
                 "this machine's Ray node left the cluster (%s); joining again in %.0fs",
-                self._node.returncode,
+                node.returncode,
                 delay,
             )
             self._stop_node()
@@ -90,7 +136,7 @@ class HostDaemon:
             delay = min(delay * 2, 5)
         self._stop_node()
 
-    def _watch(self, node: subprocess.Popen, ray_address: str) -> None:
+    def _watch(self, node: subprocess.Popen | AdoptedNode, ray_address: str) -> None:
         """Until the node exits, or the server moved to another cluster (it restarted:
         this node's raylet would only notice after a minute without its GCS)."""
         checked = time.monotonic()
@@ -117,13 +163,16 @@ class HostDaemon:
         env = {**os.environ, **self.ray_auth, JOIN_ENV: cluster["join_key"]}
         log.info("joining the cluster at %s", cluster["ray_address"])
         # its own process group: stopping the node stops every process it started
-        return subprocess.Popen(
+        node = subprocess.Popen(
             argv,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             start_new_session=True,
         )
+        record = {"pid": node.pid, "ray_address": cluster["ray_address"]}
+        write_private(state_dir() / NODE_RECORD, json.dumps(record) + "\n")
+        return node
 
     def _wait_online(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

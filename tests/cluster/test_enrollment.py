@@ -6,10 +6,14 @@ token is refused; `omnigent host` joins through the API and supervises its node.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import time
+from pathlib import Path
 
-from tests.cluster.helpers import launch, new_session, wait_status
+from tests.cluster.helpers import launch, new_session, pid_alive, wait_status
 from tests.procs import BIN, HostCommand, RayNode, base_env, make_home
 
 
@@ -142,6 +146,39 @@ def test_omnigent_host_joins_through_the_api_and_stops_its_node(world):
             again.stop()
     finally:
         cmd.stop()
+
+
+def test_a_killed_omnigent_host_leaves_its_node_and_the_next_one_supervises_it(world):
+    """The host daemon SIGKILLed: its node (own process session) stays joined and the
+    host online; `omnigent host` again supervises that node, not a second one."""
+    home = make_home("host-killed")
+    record = Path(home, ".omnigent", "host-node.json")
+    cmd = HostCommand(world.server, world.server.token, "127.0.0.23", home)
+    again = None
+    node_pid = None
+    try:
+        host_id = cmd.wait_registered()
+        node_pid = json.loads(record.read_text())["pid"]
+        cmd.proc.popen.kill()
+        cmd.proc.popen.wait(10)
+        time.sleep(4)  # longer than a dead node takes to read offline (~3 s)
+        assert world.alice.get(f"/v1/hosts/{host_id}").json()["status"] == "online"
+        assert pid_alive(node_pid)
+        again = HostCommand(world.server, world.server.token, "127.0.0.23", home)
+        assert again.wait_registered() == host_id
+        assert json.loads(record.read_text())["pid"] == node_pid  # no second node
+        again.stop()
+        wait_status(world.alice, host_id, "offline", timeout=10)
+        deadline = time.monotonic() + 20
+        while pid_alive(node_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not pid_alive(node_pid)
+    finally:
+        if again is not None:
+            again.stop()
+        cmd.stop()
+        if node_pid is not None and pid_alive(node_pid):
+            os.killpg(node_pid, signal.SIGKILL)
 
 
 def test_host_programs_get_the_owners_environment_without_secrets(world):
