@@ -186,6 +186,16 @@ def cpu_ticks(pid: int) -> int:
     return sum(int(x) for x in fields[11:15])
 
 
+def cpu_pressure() -> float:
+    """/proc/pressure/cpu "some" total: microseconds during which a runnable task waited
+    for a CPU (0 where the kernel has no PSI)."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return float(f.readline().rsplit("total=", 1)[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def machine_busy() -> tuple[int, int]:
     """(busy, total) ticks of the whole machine."""
     with open("/proc/stat") as f:
@@ -238,16 +248,27 @@ async def load(
     timeout: float,
     on_start,
 ) -> dict:
+    ops = [op for op in OPS if op in table]
     lat: dict[str, list[float]] = {op: [] for op in OPS}
     errors: dict[str, int] = dict.fromkeys(OPS, 0)
     timeouts: dict[str, int] = dict.fromkeys(OPS, 0)
     failures: dict[str, int] = dict.fromkeys(OPS, 0)  # connection errors
     statuses: dict[str, int] = {}
     done_in_window = 0
+    per_second = [0] * int(duration + 1)
+    slow: list[tuple[float, str, float]] = []  # (start, op, ms) of every measured answer
     t0 = time.monotonic()
     m_start = t0 + warmup
     m_end = m_start + duration
     started = asyncio.Event()
+    lags: list[float] = []  # this client's own loop: how late a 10 ms sleep wakes up
+
+    async def lag_probe() -> None:
+        while time.monotonic() < m_end:
+            a = time.monotonic()
+            await asyncio.sleep(0.01)
+            if a >= m_start:
+                lags.append((time.monotonic() - a - 0.01) * 1000)
 
     async def starter() -> None:
         await asyncio.sleep(max(0.0, m_start - time.monotonic()))
@@ -260,8 +281,13 @@ async def load(
         to = aiohttp.ClientTimeout(total=timeout)
         async with aiohttp.ClientSession(url, headers=headers, connector=conn, timeout=to) as s:
             k = i
+            while True:
+                op = ops[k % len(ops)]
+                if op in table:
+                    break
+                k += 1
             while time.monotonic() < m_end:
-                op = OPS[k % len(OPS)]
+                op = ops[k % len(ops)]
                 k += 1
                 method, path = table[op]
                 s0 = time.monotonic()
@@ -284,6 +310,7 @@ async def load(
                 s1 = time.monotonic()
                 if m_start <= s1 <= m_end:
                     done_in_window += 1
+                    per_second[int(s1 - m_start)] += 1
                 if not measured:
                     continue
                 if status >= 300:
@@ -291,10 +318,13 @@ async def load(
                     statuses[str(status)] = statuses.get(str(status), 0) + 1
                 else:
                     lat[op].append((s1 - s0) * 1000)
+                    slow.append((s0 - m_start, op, (s1 - s0) * 1000))
 
     start_task = asyncio.create_task(starter())
+    probe = asyncio.create_task(lag_probe())
     await asyncio.gather(*(client(i) for i in range(n)))
     await start_task
+    await probe
     drained = time.monotonic() - m_end
     per_op = {}
     for op in OPS:
@@ -309,8 +339,15 @@ async def load(
             "failures": failures[op],
         }
         if xs:
-            per_op[op]["p99_over_p50"] = round(per_op[op]["p99"] / per_op[op]["p50"], 2)
+            per_op[op]["p99_over_p50"] = round(per_op[op]["p99"] / max(per_op[op]["p50"], 0.1), 2)
     all_xs = [x for xs in lat.values() for x in xs]
+    # where the tail sits in time: the seconds (of the window) in which the requests
+    # slower than 3x their op's p50 started
+    tail_at: dict[int, int] = {}
+    for start, op, ms in slow:
+        if ms > 3 * per_op[op]["p50"]:
+            sec = int(start)
+            tail_at[sec] = tail_at.get(sec, 0) + 1
     return {
         "clients": n,
         "duration_s": duration,
@@ -321,6 +358,14 @@ async def load(
         "failures": sum(failures.values()),
         "statuses": statuses,
         "drain_s": round(drained, 2),
+        "client_loop_lag_ms": {
+            "p50": round(pct(lags, 50), 1) if lags else None,
+            "p99": round(pct(lags, 99), 1) if lags else None,
+            "max": round(max(lags), 1) if lags else None,
+        },
+        "starving_ops": [op for op in OPS if per_op[op]["n"] and per_op[op]["p99_over_p50"] > 3],
+        "per_second": per_second[: int(duration)],
+        "over_3x_p50_by_start_second": dict(sorted(tail_at.items())),
         "all_ops": {
             "p50": round(pct(all_xs, 50), 1) if all_xs else None,
             "p99": round(pct(all_xs, 99), 1) if all_xs else None,
@@ -338,6 +383,7 @@ def run_round(name: str, url: str, headers: dict, table: dict, procs: Procs, n: 
         snap["busy"] = machine_busy()
         snap["self"] = os.times()
         snap["load"] = os.getloadavg()
+        snap["psi"] = cpu_pressure()
 
     end: dict = {}
 
@@ -348,6 +394,7 @@ def run_round(name: str, url: str, headers: dict, table: dict, procs: Procs, n: 
             end["busy"] = machine_busy()
             end["self"] = os.times()
             end["load"] = os.getloadavg()
+            end["psi"] = cpu_pressure()
 
         t = asyncio.create_task(stopper())
         res = await load(url, headers, table, n, args.warmup, args.duration, args.timeout, on_start)
@@ -369,6 +416,8 @@ def run_round(name: str, url: str, headers: dict, table: dict, procs: Procs, n: 
     res["client_cpu_s"] = round(self_cpu, 2)
     res["machine_busy_s"] = round(busy, 2)
     res["others_cpu_s"] = round(busy - server_cpu - self_cpu, 2)
+    # share of the window during which some runnable task waited for a CPU
+    res["cpu_pressure_some"] = round((end["psi"] - snap["psi"]) / 1e6 / args.duration, 3)
     res["loadavg_start"] = [round(x, 2) for x in snap["load"]]
     res["loadavg_end"] = [round(x, 2) for x in end["load"]]
     log(
@@ -418,6 +467,7 @@ def run_ours(replicas: int, tmp: str, args) -> dict:
             wait_env(c, base)
             table = op_table(base, server.host_id, ws)
             out["body_bytes"] = check_ops(c, table)
+            table = {op: v for op, v in table.items() if op in args.ops}
             seen = set()
             deadline = time.monotonic() + 30
             while len(seen) < replicas and time.monotonic() < deadline:
@@ -453,6 +503,7 @@ def run_reference(tmp: str, args) -> dict:
             wait_env(c, base)
             table = op_table(base, host_id, ws)
             out["body_bytes"] = check_ops(c, table)
+            table = {op: v for op, v in table.items() if op in args.ops}
         log(f"reference up on {rurl}, session {sid}")
         server_pids = {ref_server.pid}
         procs = Procs([ref_server.pid, ref_host.pid], lambda p: ref_role(p, server_pids))
@@ -485,6 +536,8 @@ def report(result: dict) -> None:
             row += f"{cell:>26}"
         print(row)
         for op in ["all ops", *OPS]:
+            if op != "all ops" and not any(r and r["ops"][op]["n"] for r in rounds.values()):
+                continue
             row = f"{op + ' p50/p99/max':<22}"
             for k, _ in cols:
                 r = rounds[k]
@@ -503,7 +556,9 @@ def report(result: dict) -> None:
                 print(f"  {k} CPU ms/req: {parts}")
                 print(
                     f"  {k}: client CPU {r['client_cpu_s']} s, rest of machine "
-                    f"{r['others_cpu_s']} s, load {r['loadavg_start']} -> {r['loadavg_end']}"
+                    f"{r['others_cpu_s']} s, load {r['loadavg_start']} -> {r['loadavg_end']}, "
+                    f"CPU pressure {r['cpu_pressure_some']}, client loop lag p99 "
+                    f"{r['client_loop_lag_ms']['p99']} ms; p99 > 3x p50: {r['starving_ops']}"
                 )
 
 
@@ -514,6 +569,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=5)
     ap.add_argument("--timeout", type=float, default=30, help="per request: a time-out")
     ap.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--ops", nargs="+", choices=OPS, default=OPS, help="a subset of the mix")
     ap.add_argument("--skip-ref", action="store_true", help="skip the reference server")
     ap.add_argument("--json", default=str(ROOT / "bench" / "load_results.json"))
     args = ap.parse_args()
@@ -528,6 +584,7 @@ def main() -> int:
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "timeout_s": args.timeout,
+        "ops": args.ops,
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
         "servers": {},
     }
