@@ -246,6 +246,7 @@ class ControlActor:
             if session["runner_id"] and session["status"] in LIVE:
                 await self._stop_runner(session_id, session["runner_id"])
             await self.sessions.remove(session_id)
+            await self._forget_baseline(session)
             await self.files.remove_all(session_id)
             self.extras.bump()
             entry = self.session_actors.pop(session_id, None)
@@ -270,6 +271,26 @@ class ControlActor:
             await self._with_session_actor(
                 session_id, lambda a: a.stop_runner.remote(runner_id, ask=False)
             )
+
+    async def _forget_baseline(self, session: dict) -> None:
+        """The session's host drops its change baseline (its runner stopped first). Best
+        effort: a host that is offline, or that ran an earlier runner of the session,
+        removes it at its next sweep (HostActor.sweep_baselines, `sessions_missing`)."""
+        if not session.get("host_id"):
+            return
+        try:
+            node_id = self.hosts.online_node(session["owner"], session["host_id"])
+            host = get_named(f"node_{node_id}", self.ns)
+            if host is not None:
+                await asyncio.wait_for(
+                    host.forget_baseline.remote(session["id"]), self.settings.host_call_timeout_s
+                )
+        except Exception:  # noqa: BLE001 - offline, gone or slow: the sweep removes it
+            log.info("baseline of session %s left to its host's sweep", session["id"])
+
+    async def sessions_missing(self, session_ids: list[str]) -> list[str]:
+        """Which of these sessions no longer exist (asked by a host's baseline sweep)."""
+        return await self.sessions.missing(session_ids)
 
     async def session_terminals(self, session_id: str) -> dict:
         """The terminals the session's agent spec declares (asked by its runner)."""

@@ -5,6 +5,7 @@ launching runners run on that machine, never on the head.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -20,6 +21,7 @@ from actors.host_data import host_data_server
 from actors.runner_pool import RunnerPool
 from omnigent import hostfs, worktrees
 from omnigent.domain.host_paths import expand_home, normalize_host_path
+from omnigent.env.baseline import remove_session_baseline, stored_sessions
 from omnigent.errors import InvalidWorkspace, LaunchFailed, OmnigentError, UpstreamTimeout
 from omnigent.ids import new_id
 from omnigent.machine import describe_machine
@@ -29,6 +31,10 @@ from omnigent.machine import describe_machine
 # started with this variable set fails that step ("1"), or first waits ("delay:SECONDS").
 # It is that node's environment, not a server setting; read only in `launch_runner`.
 FAULT_ENV = "OMNIGENT_FAULT_RUNNER_START"
+# Baselines of deleted sessions left on this machine are looked for this often (and
+# when the host is adopted); a deleted session's host is told at once when online.
+BASELINE_SWEEP_S = 600.0
+log = logging.getLogger(__name__)
 
 
 class HostActor:
@@ -110,6 +116,40 @@ class HostActor:
             self._pool_kept = True
         self.pool.fill()
         threading.Thread(target=self._keep_pool, name="runner-pool-trim", daemon=True).start()
+        threading.Thread(target=self._sweep_baselines, name="baseline-sweep", daemon=True).start()
+
+    def forget_baseline(self, session_id: str) -> bool:
+        """The session was deleted: its change baseline on this machine goes (whether
+        there was one). Its runner, if any, was stopped first."""
+        try:
+            return remove_session_baseline(self.namespace, session_id)
+        except ValueError:  # not a session id: nothing of it is on disk
+            return False
+
+    def sweep_baselines(self) -> list[str]:
+        """Remove the baselines of sessions that no longer exist (deleted while this host
+        was offline, or whose last runner was on another host); the ones removed. Asks
+        the ControlActor; nothing is removed if it cannot answer."""
+        ids = stored_sessions(self.namespace)
+        if not ids:
+            return []
+        try:
+            control = ray.get_actor("control", namespace=self.namespace)
+            gone = ray.get(control.sessions_missing.remote(ids), timeout=30)
+        except Exception:  # noqa: BLE001 - no answer: keep everything until next time
+            log.warning("baseline sweep skipped: the control plane did not answer")
+            return []
+        for session_id in gone:
+            self.forget_baseline(session_id)
+        return list(gone)
+
+    def _sweep_baselines(self, every_s: float = BASELINE_SWEEP_S) -> None:
+        while True:
+            try:
+                self.sweep_baselines()
+            except Exception:  # a background pass logs and goes on
+                log.exception("baseline sweep failed")
+            threading.Event().wait(every_s)
 
     def _keep_pool(self, every_s: float = 10.0) -> None:
         while True:

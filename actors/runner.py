@@ -1,7 +1,8 @@
 """RunnerActor: one per runner, pinned to its host's node, working in the workspace.
 
 It owns the session's environment: the workspace root (the worktree, if any), the
-change tracker with its baseline, and the direct data path that serves the session's
+change tracker (its baseline is the session's, kept on the host beyond the runner's
+life), and the direct data path that serves the session's
 resources (actors/runner_data.py). The ControlActor keeps one `wait_exit` call pending per
 live runner; it returns "runner_exited" after `stop()`, and raises if the actor dies
 (crash, killed node), which the ControlActor records as "runner_failed".
@@ -25,6 +26,7 @@ from actors.calls import unwrap
 from actors.dataserver import KeyedServer
 from actors.runner_data import runner_app
 from omnigent.env import reaper
+from omnigent.env.baseline import session_baseline_dir
 from omnigent.env.changes import ChangeTracker
 from omnigent.env.terminals import MAX_TERMINALS, Terminals
 from omnigent.errors import LaunchFailed
@@ -32,8 +34,10 @@ from omnigent.machine import owner_environment
 
 
 def runner_state_dir(namespace: str, runner_id: str = "") -> str:
-    """Where a runner keeps its baseline on the host (removed when it stops); without a
-    runner id, the directory holding those of one server (Ray namespace)."""
+    """Where a runner keeps its own state on the host (the change watcher's barrier,
+    fetched files; removed when it stops); without a runner id, the directory holding
+    those of one server (Ray namespace). The session's change baseline is not there: it
+    outlives the runner (omnigent.env.baseline)."""
     return os.path.join(os.path.expanduser("~/.omnigent/runners"), namespace, runner_id)
 
 
@@ -117,7 +121,9 @@ class RunnerActor:
         """Become the session's runner in `cwd`; the acknowledgement (see `hello`).
         `max_terminals`, `reconcile_s`: the server's settings (Settings.runner_settings).
         The change tracker's baseline is done with its walk when this returns; the bytes
-        of the files are kept in the background (see ChangeTracker.start)."""
+        of the files are kept in the background (see ChangeTracker.start). The baseline is
+        the session's, kept on this host (omnigent.env.baseline): a runner of a session
+        that had one here, in the same root, takes it up and reads no bytes."""
         with self._assigning:
             if self.assigned or self.stopped:
                 raise LaunchFailed("this runner was already given a session, or has stopped")
@@ -132,10 +138,16 @@ class RunnerActor:
         # environment, not this Ray worker's (see omnigent.machine.owner_environment).
         self.child_env = owner_environment()
         self.started_at = int(time.time())
+        namespace = ray.get_runtime_context().namespace
+        try:  # kept with the session: a later runner of it in this root takes it up
+            baseline_dir: str | None = session_baseline_dir(namespace, session_id)
+        except ValueError:
+            baseline_dir = None
         self.tracker = ChangeTracker(
             self.root,
-            runner_state_dir(ray.get_runtime_context().namespace, self.runner_id),
+            runner_state_dir(namespace, self.runner_id),
             reconcile_s=reconcile_s,
+            baseline_dir=baseline_dir,
         )
         self.tracker.start(wait=False)
         return self._hello()

@@ -82,6 +82,14 @@ class Sessions:
     async def remove(self, session_id: str) -> None:
         await self.db(self.store.delete_session, session_id)
 
+    async def missing(self, session_ids: list[str]) -> list[str]:
+        """Those of `session_ids` that name no session (a host's sweep of baselines)."""
+
+        def find(store: Store) -> list[str]:
+            return [sid for sid in session_ids if store.get_session(sid) is None]
+
+        return await self.db.read(find)
+
     async def get(self, user: str, session_id: str) -> dict:
         return public_session(await self.owned(user, session_id))
 

@@ -18,6 +18,11 @@ The watcher cannot see everything, so three things back it up:
   (queue overflow, no watch could be added) and every `reconcile_s` in the background
   (writes through mmap make no events at all).
 
+The baseline can be kept beside the session rather than the runner (`baseline_dir`, see
+omnigent.env.baseline): a new tracker for the same session and root then takes it up
+(`start`), reconciles the tree against it (so what changed while no runner ran is
+dirty), and reads no bytes again unless the stored baseline was left incomplete.
+
 Bounded cost (documented in README): directories named in `IGNORED_DIRS` and Python
 virtual environments are neither watched nor tracked; the bytes of a file over
 `file_cap` or beyond a total of `pack_cap` are not kept, and such a file is compared by
@@ -33,7 +38,9 @@ import stat
 import threading
 import time
 from bisect import bisect_left
+from typing import IO
 
+from omnigent.env.baseline import BaselineStore, Stored
 from omnigent.env.fsops import READ_CAP, decode_text
 from omnigent.env.paths import clean, resolve
 from omnigent.env.tree import (
@@ -79,9 +86,17 @@ class ChangeTracker:
         pack_cap: int = PACK_CAP,
         reconcile_s: float = 30.0,
         max_files: int = MAX_FILES,
+        baseline_dir: str | None = None,
     ) -> None:
+        """`state_dir`: the runner's own (the barrier's directory; removed by `close`).
+        `baseline_dir`: where the session's baseline is kept and found again (kept by
+        `close`); without it the baseline is in `state_dir` and goes with the tracker."""
         self.root = root
         self.state_dir = state_dir
+        self._store = BaselineStore(baseline_dir) if baseline_dir else None
+        self._persist = False  # the baseline being taken is written to the store
+        self._save_stats_first = True  # a new baseline: its stats are saved before its bytes
+        self.reused = ""  # "", "complete" or "incomplete": what `start` took up
         self.file_cap = file_cap
         self.pack_cap = pack_cap
         self.reconcile_s = reconcile_s
@@ -108,9 +123,7 @@ class ChangeTracker:
         self._events_at_walk = 0
         self._fd: Watcher | None = None
         os.makedirs(os.path.join(state_dir, "barrier"), exist_ok=True)
-        self._pack_path = os.path.join(state_dir, "baseline.pack")
-        # held open for the tracker's life (close() closes it), not a with-block's
-        self._pack = open(self._pack_path, "w+b")  # noqa: SIM115
+        self._pack: IO[bytes] | None = None  # held open for the tracker's life (`start`)
 
     # start / stop -------------------------------------------------------------------
     def start(self, wait: bool = True) -> None:
@@ -123,8 +136,20 @@ class ChangeTracker:
         bytes were read (its stat differs from the walk's, or the watcher heard of it) keeps
         no bytes and is listed as modified (its diff has no `before`). `changes` and
         `diff` wait for that pass; so do writes through the runner (`wait_baseline`), which
-        therefore can never be mistaken for the workspace as it was."""
+        therefore can never be mistaken for the workspace as it was.
+
+        With a `baseline_dir` that holds a baseline of this root, that one is taken up
+        instead: the walk is a reconcile against it (every path that differs is dirty, so
+        changes made while no tracker ran are listed), and no bytes are read. A stored
+        baseline left incomplete (its tracker stopped before all bytes were kept) gives
+        the stats; the bytes of the files whose stat is still the stored one are read
+        again (in the background, as above), the others are compared by stat alone (their
+        diff has no `before`)."""
         self._start_watcher()
+        stored = self._take_up()
+        if stored is not None:
+            self._resume(stored, wait)
+            return
         base: dict[str, Base] = {}
         walked: list[tuple[str, os.stat_result]] = []
         # file times come from a coarse clock that may lag this one by a tick
@@ -140,6 +165,67 @@ class ChangeTracker:
         with self._lock:
             self._base = base
             self._base_sorted = sorted(base)
+        self._open_pack()
+        self._bytes_pass(walked, wait, fresh=True)
+
+    def _take_up(self) -> Stored | None:
+        """The stored baseline of this root, if there is one to take up. A store that
+        cannot be used (held by another live tracker, not writable) is left alone: this
+        tracker keeps its baseline in its own state directory."""
+        store = self._store
+        if store is None:
+            return None
+        try:
+            if not store.acquire():
+                log.warning("baseline %s is held by another runner", store.path)
+                self._store = None
+                return None
+            stored = store.load(self.root)
+        except OSError as exc:
+            log.warning("the session's baseline cannot be kept (%s)", exc)
+            self._drop_store()
+            return None
+        self._persist = True
+        return stored
+
+    def _resume(self, stored: Stored, wait: bool) -> None:
+        self._started_ns = stored.started_ns
+        self.partial = stored.partial
+        self.reused = "complete" if stored.complete else "incomplete"
+        with self._lock:
+            self._events_at_walk = self._events
+            self._base = stored.base
+            self._base_sorted = sorted(stored.base)
+        # the walk: a watch on every directory, and whatever differs is dirty
+        unchanged = self._reconcile_walk(collect=not stored.complete)
+        if stored.complete:
+            assert self._store is not None
+            self._pack = self._store.open_pack(write=False)
+            self._baseline_done.set()
+            threading.Thread(target=self._reconcile_loop, name="env-reconcile", daemon=True).start()
+            return
+        self._open_pack()
+        self._bytes_pass(unchanged, wait, fresh=False)
+
+    def _open_pack(self) -> None:
+        if self._store is not None:
+            try:
+                self._pack = self._store.open_pack(write=True)
+                return
+            except OSError as exc:
+                log.warning("the session's baseline cannot be kept (%s)", exc)
+                self._drop_store()
+        # held open for the tracker's life (close() closes it), not a with-block's
+        self._pack = open(os.path.join(self.state_dir, "baseline.pack"), "w+b")  # noqa: SIM115
+
+    def _drop_store(self) -> None:
+        self._persist = False
+        if self._store is not None:
+            self._store.release()
+            self._store = None
+
+    def _bytes_pass(self, walked: list[tuple[str, os.stat_result]], wait: bool, fresh: bool):
+        self._save_stats_first = fresh
         if wait:
             self._keep_bytes(walked)
         else:
@@ -147,10 +233,34 @@ class ChangeTracker:
                 target=self._keep_bytes, args=(walked,), name="env-baseline", daemon=True
             ).start()
 
+    def _save(self, complete: bool) -> None:
+        """Write the baseline to the store (stats only, or complete with its pack)."""
+        if not self._persist or self._store is None:
+            return
+        with self._lock:
+            base = dict(self._base)
+        try:
+            self._store.write(
+                self.root,
+                base,
+                complete=complete,
+                partial=self.partial,
+                started_ns=self._started_ns,
+                pack=self._pack,
+            )
+        except OSError as exc:  # the tracker goes on; the next runner takes a new one
+            log.warning("the session's baseline could not be saved (%s)", exc)
+            self._persist = False
+
     def _keep_bytes(self, walked: list[tuple[str, os.stat_result]]) -> None:
         """The baseline's bytes (within caps), appended to the pack. They are read after
-        the walk, so a file changed since must be left without bytes (see `start`)."""
+        the walk, so a file changed since must be left without bytes (see `start`).
+        A baseline kept in a store is saved there first with its stats only (a taken-up
+        incomplete one has them there already), then once complete (before `changes` may
+        answer: `close` waits for this pass, never for a half-written save)."""
         try:
+            if self._save_stats_first:
+                self._save(complete=False)
             kept = offset = 0
             batch: list[tuple[str, os.stat_result, bytes]] = []
             for rel, st in walked:
@@ -168,7 +278,10 @@ class ChangeTracker:
                     batch = []
             if batch:
                 self._add_to_pack(batch, offset)
+            assert self._pack is not None
             self._pack.flush()
+            if not self._stop.is_set():
+                self._save(complete=True)
         except Exception:  # the tracker falls back to stat-only comparison
             log.exception("baseline bytes could not be kept")
         finally:
@@ -188,6 +301,7 @@ class ChangeTracker:
                 # the change left its stat as it was (same size, same clock tick)
                 kept[rel] = Base(CHANGED_KEY, None, -1, 0)
                 continue
+            assert self._pack is not None
             self._pack.write(data)
             kept[rel] = Base(stat_key(st), digest_of(data), offset, len(data))
             offset += len(data)
@@ -207,8 +321,11 @@ class ChangeTracker:
         if self._fd is not None:
             self._fd.stop()  # ends the reader thread, then closes the inotify instance
             self._fd.join(2)
-        self._pack.close()
+        if self._pack is not None:
+            self._pack.close()
         shutil.rmtree(self.state_dir, ignore_errors=True)
+        if self._store is not None:  # the stored baseline stays, for the next runner
+            self._store.release()
 
     # watcher ------------------------------------------------------------------------
     def _start_watcher(self) -> None:
@@ -364,9 +481,14 @@ class ChangeTracker:
     def reconcile(self) -> None:
         """Stat-only walk of the whole tree: whatever differs from the baseline is dirty,
         and any directory without a watch gets one."""
+        self._reconcile_walk()
+
+    def _reconcile_walk(self, collect: bool = False) -> list[tuple[str, os.stat_result]]:
+        """`reconcile`; with `collect`, returns the files whose stat is the baseline's."""
         self._lost_events = self._fd is None
         seen: set[str] = set()
         suspects: list[str] = []
+        same: list[tuple[str, os.stat_result]] = []
         with self._lock:
             base = self._base
         # _watch_dir skips directories already watched (and does nothing without inotify)
@@ -375,8 +497,11 @@ class ChangeTracker:
             b = base.get(rel)
             if b is None or b.key != stat_key(st):
                 suspects.append(rel)
+            elif collect:
+                same.append((rel, st))
         self._mark(suspects)
         self._mark([rel for rel in base if rel not in seen])
+        return same
 
     def _reconcile_loop(self) -> None:
         while not self._stop.wait(self.reconcile_s):
@@ -485,7 +610,7 @@ class ChangeTracker:
         before = after = None
         truncated = False
         if base is not None:
-            if base.offset >= 0:
+            if base.offset >= 0 and self._pack is not None:
                 before = os.pread(self._pack.fileno(), base.length, base.offset)
             else:
                 truncated = True
