@@ -18,7 +18,7 @@ Ours is `omnigent serve` embedded (fresh HOME, default API replicas: one per cor
 creates with JSON, the reference with multipart (a config.yaml bundle, see
 shared/REFERENCE_SERVER.md). The client runs on the same 2-core box as the servers.
 
---slow-fsync-ms M simulates a slow disk for our store: bench/slow_fsync.c, compiled here
+--slow-fsync-ms M simulates a slow disk for our store: tests/slow_fsync.c, compiled here
 and LD_PRELOADed into our server (every Ray process inherits it), makes each fsync or
 fdatasync of a file whose path contains "omnigent.db" sleep M ms first (SQLite in WAL
 mode with synchronous=FULL syncs the WAL once per commit). The reference is not slowed.
@@ -175,7 +175,7 @@ class Probe(threading.Thread):
 def slow_fsync_env(tmp: str, ms: float) -> dict:
     """The environment that makes our store's syncs take `ms` longer (see the docstring)."""
     lib = os.path.join(tmp, "slow_fsync.so")
-    src = str(ROOT / "bench" / "slow_fsync.c")
+    src = str(ROOT / "tests" / "slow_fsync.c")
     subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", lib, src, "-ldl"], check=True)
     return {
         "LD_PRELOAD": lib,

@@ -1,4 +1,4 @@
-/* A slow disk, for benchmarks: fsync/fdatasync of files whose path contains
+/* A slow disk, for tests and benchmarks: fsync/fdatasync of files whose path contains
    $SLOW_FSYNC_MATCH sleep $SLOW_FSYNC_MS first (LD_PRELOAD). */
 #define _GNU_SOURCE
 #include <dlfcn.h>

@@ -2,7 +2,8 @@
 wires together and delegates to. Each takes its collaborators in its constructor (the store
 thread, a clock, settings, lookups), so each is tested on its own with a real SQLite store.
 
-- db.py        StoreThread: every store call on one dedicated thread, off the event loop
+- db.py        StoreThread: store calls off the event loop: writes on one thread, in
+               group commits; reads on reader threads, beside the writes
 - watch.py     Version: a counter with a long-poll (`wait_past`)
 - tokens.py    Tokens: check, create, list, revoke; the token version the API follows
 - hosts.py     Hosts: the host table, status, enrollment decisions, the table's version
