@@ -187,6 +187,23 @@ def test_declared_terminals_and_removal(db):
     run(scenario())
 
 
+def test_missing_names_the_sessions_that_are_gone(db):
+    """What a host's baseline sweep asks: which of the sessions it holds a baseline for
+    no longer exist (any owner's)."""
+
+    async def scenario():
+        sessions = Sessions(db, Clock())
+        kept = await sessions.create("alice", {"agent": AGENT})
+        other = await sessions.create("bob", {"agent": AGENT})
+        gone = await sessions.create("alice", {"agent": AGENT})
+        await sessions.remove(gone["id"])
+        ids = [kept["id"], gone["id"], other["id"], "conv_never"]
+        assert await sessions.missing(ids) == [gone["id"], "conv_never"]
+        assert await sessions.missing([]) == []
+
+    run(scenario())
+
+
 def test_a_runner_found_dead_after_a_restart_does_not_lower_its_hosts_count(db):
     """After a ControlActor restart, live runners are counted again as they are found
     (`reattached`); one whose actor is gone is ended without taking one off the count."""
