@@ -414,6 +414,11 @@ def run_round(name: str, url: str, headers: dict, table: dict, procs: Procs, n: 
     res["server_cpu_s"] = round(server_cpu, 2)
     res["server_cpu_ms_per_request"] = round(server_cpu * 1000 / answered, 3)
     res["client_cpu_s"] = round(self_cpu, 2)
+    # what this machine would carry with nothing else on it: its cores over the CPU a
+    # request costs the server and this client
+    res["req_per_s_machine_alone"] = round(
+        (os.cpu_count() or 1) / ((server_cpu + self_cpu) / answered), 1
+    )
     res["machine_busy_s"] = round(busy, 2)
     res["others_cpu_s"] = round(busy - server_cpu - self_cpu, 2)
     # share of the window during which some runnable task waited for a CPU
@@ -440,8 +445,8 @@ def _run(coro):
 
 # --- servers --------------------------------------------------------------------------
 def run_ours(replicas: int, tmp: str, args) -> dict:
-    home = os.path.join(tmp, f"ours-{replicas}")
-    os.makedirs(home)
+    home = tempfile.mkdtemp(prefix=f"ours-{replicas}-", dir=tmp)
+    os.chmod(home, 0o755)
     server = None
     out: dict = {"replicas": replicas, "rounds": []}
     try:
@@ -493,7 +498,15 @@ def run_reference(tmp: str, args) -> dict:
     out: dict = {"rounds": []}
     try:
         ws = make_workspace(os.path.join(home, "ws"))
-        ref_server, ref_host, rurl, host_id = start_reference(home)
+        for attempt in (1, 2):  # it has died while starting on a busy machine
+            try:
+                ref_server, ref_host, rurl, host_id = start_reference(home)
+                break
+            except RuntimeError as exc:
+                tail = Path(home, "server.log").read_text(errors="replace")[-2000:]
+                log(f"reference did not start ({exc}); its log ends:\n{tail}")
+                if attempt == 2:
+                    raise
         with httpx.Client(base_url=rurl, timeout=60) as c:
             sid = ref_session(c)
             r = c.post(f"/v1/hosts/{host_id}/runners", json={"session_id": sid, "workspace": ws})
@@ -590,9 +603,20 @@ def main() -> int:
     }
     try:
         for replicas in args.replicas:
-            result["servers"][f"ours x{replicas}"] = run_ours(replicas, tmp, args)
+            key = f"ours x{replicas}"
+            if key in result["servers"]:  # --replicas 1 2 1 2: repeats, to see the noise
+                key += f" #{sum(k.startswith(key) for k in result['servers']) + 1}"
+            try:
+                result["servers"][key] = run_ours(replicas, tmp, args)
+            except Exception as exc:  # keep what the other servers gave
+                log(f"{key} failed: {exc!r}")
+                result["failed"] = {**result.get("failed", {}), key: repr(exc)}
         if not args.skip_ref:
-            result["servers"]["reference"] = run_reference(tmp, args)
+            try:
+                result["servers"]["reference"] = run_reference(tmp, args)
+            except Exception as exc:
+                log(f"reference failed: {exc!r}")
+                result["failed"] = {**result.get("failed", {}), "reference": repr(exc)}
     finally:
         result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
         subprocess.run(["chmod", "-R", "u+rwx", tmp], capture_output=True)
