@@ -9,6 +9,7 @@ process with SIGKILL.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -334,11 +335,10 @@ def test_a_damaged_baseline_is_replaced_by_a_new_one(root, tracker, store_dir, d
     elif damage == "pack_truncated":
         os.truncate(os.path.join(store_dir, PACK), 2)
     elif damage == "path_escapes":
-        data = json.loads(open(index).read())
+        with open(index) as f:
+            data = json.load(f)
         data["files"][0][0] = "../outside.txt"
         raw = json.dumps(data, separators=(",", ":")).encode()
-        import hashlib
-
         digest = hashlib.blake2b(raw, digest_size=16).hexdigest()
         with open(os.path.join(store_dir, f"index.{digest}.json"), "wb") as f:
             f.write(raw)
