@@ -2,7 +2,8 @@
 API replicas) and the reference server (Omnigent 0.19.0), in one run.
 
     .venv/bin/python bench/bench_load.py [--clients 100 200] [--duration 60]
-        [--replicas 1 2] [--skip-ref] [--json bench/load_results.json]
+        [--replicas 1 2] [--floor] [--skip-ref] [--ops OP ...] [--warmup 5] [--timeout 30]
+        [--json bench/load_results.json]
 
 Each server gets its own copy of one workspace (a repository-like tree: 2,000 source
 files in 40 packages, docs/ with 100 entries, a 10 KiB file, 10 files named needle_*),
@@ -34,8 +35,13 @@ daemon trees), read at the start and the end of the measured window, grouped by 
 divided by the requests answered. Also: this client's own CPU, and the CPU the rest of
 the machine used meanwhile (/proc/stat busy minus the above), with the load average.
 
-Servers run one after the other (ours with 1 replica, ours with 2, the reference), each
-started, loaded with every client count and stopped. Every process started here is
+`--floor` adds plain uvicorn serving the very app our runner serves, in-process
+(bench/baseline_env_app.py, the environment ops only): the tail a single process shows
+under the same load on the same machine. `--replicas 1 2 1 2` repeats a server, to see
+the noise of a shared machine.
+
+Servers run one after the other (ours with 1 replica, ours with 2, the floor, the
+reference), each started, loaded with every client count and stopped. Every process started here is
 stopped in `finally` (by process group / pid); never `ray stop`, never by name.
 """
 
@@ -62,9 +68,17 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_env import ref_session, wait_env  # noqa: E402
-from bench_hosts import P, fix_token, kill_group, log, proc_tree, start_reference  # noqa: E402
+from bench_hosts import (  # noqa: E402
+    P,
+    fix_token,
+    kill_group,
+    log,
+    proc_tree,
+    start_reference,
+    wait_http,
+)
 
-from tests.procs import Server  # noqa: E402
+from tests.procs import Server, base_env, free_port  # noqa: E402
 
 ENV = "/resources/environments/default"
 TEN_KIB = ("0123456789abcdef" * 64 + "\n") * 10
@@ -491,6 +505,47 @@ def run_ours(replicas: int, tmp: str, args) -> dict:
     return out
 
 
+def run_floor(tmp: str, args) -> dict:
+    """Plain uvicorn serving the very app our runner serves, in one process
+    (bench/baseline_env_app.py): the environment ops only, no hop, no Ray. What this
+    process's tail looks like under the same load and machine is the floor's."""
+    home = tempfile.mkdtemp(prefix="floor-", dir=tmp)
+    proc = None
+    out: dict = {"rounds": []}
+    try:
+        ws = make_workspace(os.path.join(home, "ws"))
+        port, token = free_port(), "floor-token"
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "baseline_env_app.py"),
+                str(port),
+                token,
+                ws,
+                os.path.join(home, "state"),
+            ],
+            env=base_env(home),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/healthz", 60, alive=lambda: proc is not None and proc.poll() is None)
+        headers = {"Authorization": f"Bearer {token}"}
+        table = op_table("/v1/sessions/bench", "-", ws)
+        del table["hosts"], table["hostfs"]
+        with httpx.Client(base_url=url, timeout=60, headers=headers) as c:
+            out["body_bytes"] = check_ops(c, table)
+        table = {op: v for op, v in table.items() if op in args.ops}
+        procs = Procs([proc.pid], lambda p: "uvicorn (in-process app)")
+        for n in args.clients:
+            out["rounds"].append(run_round("uvicorn floor", url, headers, table, procs, n, args))
+    finally:
+        kill_group(proc, "uvicorn floor")
+    return out
+
+
 def run_reference(tmp: str, args) -> dict:
     home = os.path.join(tmp, "ref")
     os.makedirs(home)
@@ -583,6 +638,11 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=30, help="per request: a time-out")
     ap.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--ops", nargs="+", choices=OPS, default=OPS, help="a subset of the mix")
+    ap.add_argument(
+        "--floor",
+        action="store_true",
+        help="also plain uvicorn serving our runner's app in-process (environment ops only)",
+    )
     ap.add_argument("--skip-ref", action="store_true", help="skip the reference server")
     ap.add_argument("--json", default=str(ROOT / "bench" / "load_results.json"))
     args = ap.parse_args()
@@ -611,6 +671,12 @@ def main() -> int:
             except Exception as exc:  # keep what the other servers gave
                 log(f"{key} failed: {exc!r}")
                 result["failed"] = {**result.get("failed", {}), key: repr(exc)}
+        if args.floor:
+            try:
+                result["servers"]["uvicorn floor"] = run_floor(tmp, args)
+            except Exception as exc:
+                log(f"uvicorn floor failed: {exc!r}")
+                result["failed"] = {**result.get("failed", {}), "uvicorn floor": repr(exc)}
         if not args.skip_ref:
             try:
                 result["servers"]["reference"] = run_reference(tmp, args)
