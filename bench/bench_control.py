@@ -13,7 +13,9 @@ For each server:
          meanwhile the same two probes, sequential, until the burst ends: p50/p99/max,
          the ratio burst p99 / idle p99 (target <= 3x), the creations' own latency and
          rate. Ours only: the CPU seconds (utime + stime from /proc/<pid>/stat) of the
-         ControlActor's process during each phase (found by its title, ray::ControlActor).
+         ControlActor's process during each phase (found by its title, ray::ControlActor),
+         also per actor call (the creations and the session GETs: the API answers
+         `GET /v1/hosts` from its own mirror of the host table).
 Ours is `omnigent serve` embedded (fresh HOME, default API replicas: one per core); ours
 creates with JSON, the reference with multipart (a config.yaml bundle, see
 shared/REFERENCE_SERVER.md). The client runs on the same 2-core box as the servers.
@@ -156,14 +158,23 @@ class Probe(threading.Thread):
         self.path, self.stop_ev, self.limit = path, stop, limit
         self.lat: list[float] = []
         self.errors: list[str] = []
+        self.ready, self.go = threading.Event(), threading.Event()
 
     def run(self) -> None:
         for _ in range(WARMUP):
-            self.client.get(self.path)
-        self.ready = True
+            try:
+                self.client.get(self.path)
+            except httpx.HTTPError:
+                pass
+        self.ready.set()
+        self.go.wait()
         while not self.stop_ev.is_set() and (not self.limit or len(self.lat) < self.limit):
             t0 = time.perf_counter()
-            r = self.client.get(self.path)
+            try:
+                r = self.client.get(self.path)
+            except httpx.HTTPError as exc:
+                self.errors.append(repr(exc)[:100])
+                continue
             ms = (time.perf_counter() - t0) * 1000
             if r.status_code == 200:
                 self.lat.append(ms)
@@ -212,9 +223,13 @@ def measure(kind: str, url: str, headers: dict, args, ctl_pid: int | None) -> di
     # idle: both probes side by side, --idle-n requests each
     stop = threading.Event()
     probes = {k: Probe(url, headers, p, stop, args.idle_n) for k, p in paths.items()}
-    cpu0, t0 = cpu_seconds(ctl_pid), time.monotonic()
     for p in probes.values():
         p.start()
+    for p in probes.values():
+        p.ready.wait()
+    cpu0, t0 = cpu_seconds(ctl_pid), time.monotonic()
+    for p in probes.values():
+        p.go.set()
     for p in probes.values():
         p.join()
     out["idle"] = {k: stats(p.lat) for k, p in probes.items()}
@@ -233,13 +248,17 @@ def measure(kind: str, url: str, headers: dict, args, ctl_pid: int | None) -> di
     )
     stop = threading.Event()
     probes = {k: Probe(url, headers, p, stop) for k, p in paths.items()}
+    for p in probes.values():  # warmed up before the burst
+        p.start()
+    for p in probes.values():
+        p.ready.wait()
     proc.start()
     try:
         if not started.wait(60):
             raise RuntimeError("the burst process did not start")
         cpu0, t0 = cpu_seconds(ctl_pid), time.monotonic()
         for p in probes.values():
-            p.start()
+            p.go.set()
         lat, bad, wall = q.get(timeout=900)
         cpu1 = cpu_seconds(ctl_pid)
         stop.set()
@@ -252,8 +271,10 @@ def measure(kind: str, url: str, headers: dict, args, ctl_pid: int | None) -> di
     burst: dict = {k: stats(p.lat) for k, p in probes.items()}
     for k, p in probes.items():
         burst[k]["errors"] = len(p.errors)
-        burst[k]["p99_over_idle_p99"] = round(burst[k]["p99"] / out["idle"][k]["p99"], 2)
-        burst[k]["p50_over_idle_p50"] = round(burst[k]["p50"] / out["idle"][k]["p50"], 2)
+        burst[k]["errors_sample"] = p.errors[:3]
+        if "p99" in burst[k]:
+            burst[k]["p99_over_idle_p99"] = round(burst[k]["p99"] / out["idle"][k]["p99"], 2)
+            burst[k]["p50_over_idle_p50"] = round(burst[k]["p50"] / out["idle"][k]["p50"], 2)
     burst["create"] = stats(lat)
     burst["create"]["failed"] = len(bad)
     burst["create"]["failures_sample"] = bad[:3]
@@ -263,6 +284,9 @@ def measure(kind: str, url: str, headers: dict, args, ctl_pid: int | None) -> di
     if ctl_pid:
         burst["control_cpu_s"] = round(cpu1 - cpu0, 2)
         burst["control_cpu_ms_per_create"] = round((cpu1 - cpu0) * 1000 / max(1, len(lat)), 2)
+        # the creations and the session GETs are its calls (the API answers hosts itself)
+        calls = len(lat) + len(probes["get_session"].lat)
+        burst["control_cpu_ms_per_call"] = round((cpu1 - cpu0) * 1000 / max(1, calls), 2)
     out["burst"] = burst
     log(f"{kind} burst: {burst}")
     return out
@@ -279,6 +303,9 @@ def report(run: dict) -> str:
         r = run[kind]
         for op in ("get_session", "list_hosts"):
             i, b = r["idle"][op], r["burst"][op]
+            if "p99" not in b:
+                lines.append(f"| {kind} | {op} | – | {b['n']} answers, {b['errors']} errors | – |")
+                continue
             lines.append(
                 f"| {kind} | {op} | {i['p50']:.2f} / {i['p99']:.2f} | {b['p50']:.2f} / "
                 f"{b['p99']:.2f} / {b['max']:.1f} | {b['p99_over_idle_p99']:.2f}x |"
@@ -286,7 +313,12 @@ def report(run: dict) -> str:
     for kind in ("ours", "reference"):
         if kind in run:
             b = run[kind]["burst"]
-            cpu = f", ControlActor CPU {b['control_cpu_s']} s" if "control_cpu_s" in b else ""
+            cpu = (
+                f", ControlActor CPU {b['control_cpu_s']} s "
+                f"({b['control_cpu_ms_per_call']} ms per actor call)"
+                if "control_cpu_s" in b
+                else ""
+            )
             lines.append(
                 f"- {kind}: {b['create']['n']} creations in {b['wall_s']} s "
                 f"({b['creates_per_s']}/s), POST p50/p99 {b['create'].get('p50')} / "
