@@ -330,9 +330,13 @@ def serve(settings: Settings, address: str | None, node_ip: str | None) -> int:
         # Detached: this process is only the deployer. The bearer token is not printed
         # here, where output often ends up in logs.
         say(f"  token:  in {state / 'token'} (mode 0600)")
+        say(f"  web UI: {url}/ (sign in with that token)")
         say("  the server keeps running after this command; `omnigent stop` stops it")
         ray.shutdown()
         return 0
+    # The web UI signed in: the token rides in the fragment, which no browser sends to
+    # the server (so it is in no access log); the page moves it to sessionStorage.
+    say(f"  web UI: {url}/#token={token}")
     say(f"  token (saved in {state}/token):")
     say(token)
     _wait_for_signal()

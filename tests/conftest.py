@@ -1,5 +1,6 @@
 """Every test is marked by the directory it is in: tests/unit -> `unit`, tests/cluster ->
-`cluster`, tests/e2e -> `e2e` (so `pytest -m cluster`, `-m "not e2e"`… select by kind).
+`cluster`, tests/e2e -> `e2e`, tests/browser -> `browser` (so `pytest -m cluster`,
+`-m "not e2e"`… select by kind).
 Done here, by path, so that a new test file cannot be left unmarked; a `pytestmark` in a
 conftest.py would mark nothing."""
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parent
-BY_DIRECTORY = ("unit", "cluster", "e2e")  # each registered in pyproject.toml's markers
+# each registered in pyproject.toml's markers
+BY_DIRECTORY = ("unit", "cluster", "e2e", "browser")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by mark

@@ -10,7 +10,7 @@ from omnigent.api.auth import AuthMiddleware
 from omnigent.api.docs import install_openapi
 from omnigent.api.methods import method_not_allowed
 from omnigent.api.responses import Json
-from omnigent.api.routes import files, hosts, resources, sessions, terminals
+from omnigent.api.routes import files, hosts, resources, sessions, terminals, web
 from omnigent.http_errors import install_error_handlers
 from omnigent.models import ClusterInfo
 from omnigent.models.common import error_responses
@@ -26,6 +26,7 @@ def create_app() -> FastAPI:
     app.include_router(files.router)  # before the catch-all of `resources`
     app.include_router(terminals.router)
     app.include_router(resources.router)
+    app.include_router(web.router)  # `/` and `/ui/…`: the web UI's static files, no auth
     install_openapi(app)
 
     @app.exception_handler(405)
