@@ -57,6 +57,8 @@ class StoreThread:
 
     async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` on the writer thread, in a group commit (see the docstring)."""
+        if self._closed:
+            raise RuntimeError("the store is closed")
         future: Future[T] = Future()
         self._writes.put((future, functools.partial(fn, *args)))
         return await asyncio.wrap_future(future)

@@ -254,6 +254,8 @@ def test_close_makes_the_writes_already_queued(path):
         return await asyncio.gather(*futures)
 
     assert run(scenario()) == [None] * 50
+    with pytest.raises(RuntimeError, match="closed"):
+        run(db(db.store.put_session, session("conv_late")))
     again = Store(path)
     try:
         assert len(again.sessions_of("alice")) == 50
