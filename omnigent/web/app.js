@@ -90,8 +90,8 @@ function poll(fn, ms) {
     try { await fn(); } catch (e) { if (!stopped) showError(e); }
     if (!stopped) timer = setTimeout(tick, ms);
   };
-  tick();
   const stop = () => { stopped = true; clearTimeout(timer); };
+  stop.first = tick();  // settles once the first round has been shown
   stopPolls.push(stop);
   return stop;
 }
@@ -145,7 +145,7 @@ async function home() {
       h("thead", {}, h("tr", {}, ["Title", "Status", "Workspace", "Branch", "Created", ""].map((t) => h("th", {}, t)))),
       sessBody),
     pager);
-  poll(async () => {
+  const hostsPoll = poll(async () => {
     const { hosts } = await get("/v1/hosts");
     hostsBody.replaceChildren(...(hosts.length ? hosts.map((x) => h("tr", { "data-host": x.id },
       h("td", {}, x.name, h("div", { class: "notice" }, x.id)),
@@ -180,7 +180,7 @@ async function home() {
       h("button", { type: "button", disabled: !(cursor.before ? true : page.has_more) || !page.last_id, onclick: guard(async () => {
         cursor = { after: page.last_id }; await loadSessions(); }) }, "Older →"));
   };
-  poll(loadSessions, 5000);
+  await Promise.all([hostsPoll.first, poll(loadSessions, 5000).first]);
 }
 
 // --- workspace picker -----------------------------------------------------------------------------
@@ -605,4 +605,6 @@ window.addEventListener("hashchange", () => { takeTokenFromUrl(); route(); });
 window.addEventListener("unhandledrejection", (ev) => showError(ev.reason));
 window.addEventListener("error", (ev) => showError(ev.message));
 takeTokenFromUrl();
+// `omnigentReady`: ms from navigation to the first view shown with its data (the tests
+// measure the time to interactive with it)
 route().then(() => { window.omnigentReady = performance.now(); document.body.dataset.ready = "1"; });

@@ -15,6 +15,7 @@ const FINAL = { 4401: "not signed in", 4404: "the terminal has ended" };
 
 export class TerminalView {
   constructor(pane, { url, token, onclose }) {
+    pane.terminalView = this;  // for the tests (to drop the connection)
     this.url = url; this.token = token; this.readOnly = false; this.retry = 0; this.closed = false;
     this.status = document.createElement("span");
     this.status.className = "notice"; this.status.setAttribute("role", "status");

@@ -60,7 +60,10 @@ def ui():
     (ws / ".secret-config").write_text("hidden\n")
     (ws / "pixel.png").write_bytes(PNG)
     (ws / "blob.bin").write_bytes(bytes(range(256)) * 4)
-    subprocess.run(["git", "init", "-q", str(ws)], check=True)
+    git = ["git", "-C", str(ws), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "start"], check=True)
     server.start()
     pw = sync_playwright().start()
     browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)

@@ -297,6 +297,11 @@ def test_terminal_echo_resize_readonly_reattach(ui, page):
     pane.get_by_role("button", name="Reconnect").click()
     expect(pane.locator(".term")).to_have_attribute("data-attached", "1")
     _wait_screen(page, r"now=\d+")
+    # a dropped connection: the page says so, attaches again by itself, replays
+    page.evaluate("document.querySelector('.term-pane:not([hidden])').terminalView.ws.close()")
+    expect(pane.get_by_role("status")).to_contain_text("reconnecting")
+    expect(pane.get_by_role("status")).to_have_text("attached")
+    _wait_screen(page, r"now=\d+")
     # read-only: attached, but keystrokes are not sent
     pane.get_by_label("Read-only").check()
     expect(pane.get_by_role("status")).to_have_text("attached (read-only)")
@@ -341,3 +346,65 @@ def test_sessions_list_and_delete(ui, page):
     page.once("dialog", lambda d: d.accept())
     row.get_by_role("button", name="Delete session browser test").click()
     expect(page.locator("tr[data-session]", has_text="browser test")).to_have_count(0)
+
+
+def test_git_worktree_launch(ui, page):
+    page.get_by_role("link", name=re.compile("New session on")).first.click()
+    entries = page.get_by_role("list", name="Folders and files")
+    entries.get_by_role("button", name="projects/").click()
+    entries.get_by_role("button", name="demo/").click()
+    expect(page.locator("#picked")).to_have_text(str(ui.workspace))
+    page.get_by_label("Title").fill("worktree session")
+    page.get_by_label("New git worktree on branch").check()
+    page.get_by_label("Branch name").fill("web/feature-1")
+    page.get_by_role("button", name="Launch").click()
+    expect(page).to_have_url(re.compile(r"#/session/conv_"))
+    expect(page.locator("#session-info")).to_contain_text("branch web/feature-1")
+    expect(page.locator("#session-info .status")).to_have_text("running")
+    expect(page.get_by_role("treeitem", name="hello.txt")).to_be_visible()
+    # a bad branch name: the contract's message, and the picker stays
+    page.get_by_role("link", name="Hosts & sessions").click()
+    page.get_by_role("link", name=re.compile("New session on")).first.click()
+    page.get_by_label("New git worktree on branch").check()
+    page.get_by_label("Branch name").fill("bad..name")
+    page.get_by_role("button", name="Launch").click()
+    expect(page.get_by_role("alert")).to_contain_text("branch")
+    expect(page.get_by_role("heading", name=re.compile("New session on"))).to_be_visible()
+
+
+def test_sessions_pagination(ui, page):
+    with ui.server.client(ui.server.token) as c:
+        for i in range(21):
+            r = c.post("/v1/sessions", json={"title": f"bulk {i:02d}", "agent": {"name": "x"}})
+            assert r.status_code == 201, r.text
+    page.get_by_role("link", name="Hosts & sessions").click()
+    sessions = page.get_by_role("table", name="Sessions")
+    expect(sessions.locator("tr[data-session]")).to_have_count(20)
+    expect(sessions.locator("tr[data-session]").first).to_contain_text("bulk 20")
+    newer = page.get_by_role("button", name="← Newer")
+    older = page.get_by_role("button", name="Older →")
+    expect(newer).to_be_disabled()
+    older.click()
+    expect(sessions.locator("tr[data-session]")).to_have_count(2)  # bulk 00 and the worktree
+    expect(older).to_be_disabled()
+    newer.click()
+    expect(sessions.locator("tr[data-session]")).to_have_count(20)
+    expect(sessions.locator("tr[data-session]").first).to_contain_text("bulk 20")
+
+
+def test_a_host_going_offline_shows_without_reload(ui, page):
+    from tests.procs import RayNode
+
+    node = RayNode(ui.server, "127.0.0.21", name="laptop")
+    try:
+        node.wait_started()
+        page.get_by_role("link", name="Hosts & sessions").click()
+        row = page.locator(f"tr[data-host='{node.host_id}']")
+        expect(row.locator("td.status")).to_have_text("online", timeout=60_000)
+        expect(row).to_contain_text("laptop")
+    finally:
+        node.kill()
+    t0 = time.monotonic()
+    expect(row.locator("td.status")).to_have_text("offline", timeout=30_000)
+    print(f"\nhost offline shown {time.monotonic() - t0:.1f} s after its node was killed")
+    ui.shot(page, "10-host-offline")
