@@ -603,7 +603,7 @@ document.getElementById("error-close").addEventListener("click", clearError);
 document.getElementById("signout").addEventListener("click", () => { sessionStorage.removeItem(KEY); location.hash = "#/"; route(); });
 window.addEventListener("hashchange", () => { takeTokenFromUrl(); route(); });
 window.addEventListener("unhandledrejection", (ev) => showError(ev.reason));
-window.addEventListener("error", (ev) => showError(ev.message));
+window.addEventListener("error", (ev) => { if (!/^ResizeObserver/.test(ev.message)) showError(ev.message); });
 takeTokenFromUrl();
 // `omnigentReady`: ms from navigation to the first view shown with its data (the tests
 // measure the time to interactive with it)

@@ -24,8 +24,8 @@ function edits(a, b) {
     let i = 0, j = 0;
     while (i < n || j < m) {
       if (i < n && j < m && x[i] === y[j]) { out.push([" ", x[i]]); i++; j++; }
-      else if (j < m && (i === n || len[i * w + j + 1] >= len[(i + 1) * w + j])) out.push(["+", y[j++]]);
-      else out.push(["-", x[i++]]);
+      else if (i < n && (j === m || len[(i + 1) * w + j] >= len[i * w + j + 1])) out.push(["-", x[i++]]);
+      else out.push(["+", y[j++]]);
     }
   }
   out.push(...a.slice(endA).map((l) => [" ", l]));

@@ -26,7 +26,7 @@ export class TerminalView {
     const again = document.createElement("button"); again.type = "button"; again.textContent = "Reconnect";
     again.addEventListener("click", () => this.connect());
     const close = document.createElement("button"); close.type = "button"; close.className = "danger"; close.textContent = "Close terminal";
-    close.addEventListener("click", () => onclose());
+    close.addEventListener("click", () => { close.disabled = true; onclose(); });
     bar.append(ro, roLabel, again, close, this.status);
     this.box = document.createElement("div"); this.box.className = "term";
     pane.append(bar, this.box);

@@ -60,6 +60,9 @@ def ui():
     (ws / ".secret-config").write_text("hidden\n")
     (ws / "pixel.png").write_bytes(PNG)
     (ws / "blob.bin").write_bytes(bytes(range(256)) * 4)
+    (ws / "lots").mkdir()
+    for i in range(250):  # more than a page: of the picker (100) and of the tree (200)
+        (ws / "lots" / f"f{i:03d}").write_text("")
     git = ["git", "-C", str(ws), "-c", "user.name=t", "-c", "user.email=t@example.com"]
     subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
     subprocess.run([*git, "add", "-A"], check=True)

@@ -52,7 +52,10 @@ def test_assets(client, path, ctype):
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == ctype
     assert r.headers["cache-control"] == "no-cache"
-    assert r.headers.get("etag")
+    etag = r.headers["etag"]
+    again = client.get(path, headers={"If-None-Match": etag})  # revalidated, not sent again
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == etag
 
 
 @pytest.mark.parametrize(

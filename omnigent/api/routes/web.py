@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response
 
 from omnigent.errors import NotFound
@@ -38,7 +38,7 @@ HEADERS = {
 router = APIRouter(include_in_schema=False)
 
 
-def _file(relative: str) -> Response:
+def _file(request: Request, relative: str) -> Response:
     path = (WEB / relative).resolve()
     if WEB not in path.parents or not path.is_file() or path.suffix not in TYPES:
         raise NotFound("no such file")
@@ -46,14 +46,20 @@ def _file(relative: str) -> Response:
     if path.suffix == ".html":
         headers["Content-Security-Policy"] = CSP
         headers["X-Frame-Options"] = "DENY"
-    return FileResponse(path, media_type=TYPES[path.suffix], headers=headers)
+    answer = FileResponse(
+        path, media_type=TYPES[path.suffix], headers=headers, stat_result=path.stat()
+    )
+    etag = answer.headers["etag"]
+    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers={"ETag": etag, **HEADERS})
+    return answer
 
 
 @router.get("/")
-async def index() -> Response:
-    return _file("index.html")
+async def index(request: Request) -> Response:
+    return _file(request, "index.html")
 
 
 @router.get("/ui/{path:path}")
-async def asset(path: str) -> Response:
-    return _file(path)
+async def asset(request: Request, path: str) -> Response:
+    return _file(request, path)
