@@ -553,7 +553,9 @@ def run_reference(tmp: str, args) -> dict:
     out: dict = {"rounds": []}
     try:
         ws = make_workspace(os.path.join(home, "ws"))
-        for attempt in (1, 2):  # it has died while starting on a busy machine
+        for attempt in (1, 2):
+            # its own Python (3.12) must not import our sources: no PYTHONPATH of ours
+            pythonpath = os.environ.pop("PYTHONPATH", None)
             try:
                 ref_server, ref_host, rurl, host_id = start_reference(home)
                 break
@@ -562,6 +564,9 @@ def run_reference(tmp: str, args) -> dict:
                 log(f"reference did not start ({exc}); its log ends:\n{tail}")
                 if attempt == 2:
                     raise
+            finally:
+                if pythonpath is not None:
+                    os.environ["PYTHONPATH"] = pythonpath
         with httpx.Client(base_url=rurl, timeout=60) as c:
             sid = ref_session(c)
             r = c.post(f"/v1/hosts/{host_id}/runners", json={"session_id": sid, "workspace": ws})
