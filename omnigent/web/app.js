@@ -557,7 +557,9 @@ function terminalsPanel(ctx) {
   const tabs = h("div", { role: "tablist", "aria-label": "Open terminals" });
   const area = h("div");
   const running = h("ul", { class: "entries", "aria-label": "Running terminals" });
-  const open = new Map();  // terminal id -> {tab, pane, term}
+  const open = new Map();  // terminal id -> {tab, pane, view}
+  // leaving the session detaches (the terminals keep running on the host)
+  stopPolls.push(() => { for (const t of open.values()) t.view.dispose(); open.clear(); });
   const show = (id) => { for (const [k, t] of open) { t.pane.hidden = k !== id; t.tab.setAttribute("aria-selected", String(k === id)); if (k === id) t.view.focus(); } };
   const attach = guard(async (res) => {
     if (open.has(res.id)) return show(res.id);

@@ -29,6 +29,7 @@ class Ui:
     server: Server
     workspace: Path
     browser: object  # playwright Browser
+    signed_in_url: str  # as `omnigent serve` prints it
 
     def shot(self, page, name: str) -> None:
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -68,10 +69,15 @@ def ui():
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "start"], check=True)
     server.start()
+    printed = server.proc.wait_for(r"^  web UI: (\S+)$", 5).group(1)
+    assert printed.endswith(f"/#token={server.token}"), printed
+    # the token alone stays the last line of what `omnigent serve` prints
+    lines = server.proc.lines
+    assert lines.index(f"  web UI: {printed}") < lines.index(server.token)
     pw = sync_playwright().start()
     browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
     try:
-        yield Ui(server, ws, browser)
+        yield Ui(server, ws, browser, printed)
     finally:
         browser.close()
         pw.stop()

@@ -62,7 +62,7 @@ def cdp_transferred(page) -> dict:
 
 
 def test_token_url_signs_in_shows_the_host_and_fits_the_budget(ui, page):
-    url = f"{ui.server.url}/#token={ui.server.token}"
+    url = ui.signed_in_url
     seen: list[str] = []
     page.on("request", lambda r: seen.append(r.url))
     page.goto(url)
