@@ -292,10 +292,12 @@ async function sessionView(sid) {
     panels[n] = h("section", { role: "tabpanel", id: "panel-" + id, "aria-labelledby": "tab-" + id });
     tablist.append(tabs[n]);
   }
-  const tree = h("div", { class: "tree", "aria-label": "Workspace files" });
+  const tree = h("div", { class: "tree" });
+  const refresh = h("button", { type: "button", onclick: () => ctx.refreshTree() }, "Refresh files");
   view.replaceChildren(
     h("h1", {}, s.title || s.id), info,
-    h("div", { class: "session" }, tree, h("div", {}, tablist, ...Object.values(panels))));
+    h("div", { class: "session" }, h("div", {}, h("div", { class: "row" }, refresh), tree),
+      h("div", {}, tablist, ...Object.values(panels))));
 
   const ctx = { sid, base, env, select, panels, session: s };
   ctx.openFile = (path) => { select("Editor"); editor(ctx, path); };

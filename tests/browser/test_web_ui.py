@@ -224,6 +224,8 @@ def test_shell_then_changes_and_diff(ui, page):
     page.get_by_label("Timeout (s)").fill("1")
     page.get_by_role("button", name="Run").click()
     expect(page.locator("#shell-exit")).to_contain_text("Timed out")
+    page.get_by_role("button", name="Refresh files").click()
+    expect(page.get_by_role("treeitem", name="made.txt")).to_be_visible()
     page.get_by_role("tab", name="Changes").click()
     changed = page.get_by_role("list", name="Changed files")
     expect(changed.get_by_role("button", name="hello.txt")).to_be_visible()
