@@ -82,8 +82,9 @@ def _stat(pid: int) -> list[str]:
 
 def _owner(pid: int, homes: set[str]) -> str | None:
     """Which of `homes` (machines) a live process belongs to: its environ's HOME, else the
-    HOME holding most of its mapped files (e.g. the venv's _raylet.so). Ray's setproctitle
-    zeroes all or the start of the environ block (psutil's environ() then sees nothing)."""
+    HOME holding its working directory, else the HOME holding most of its mapped files
+    (e.g. the venv's _raylet.so). Ray's setproctitle zeroes all or the start of the
+    environ block (psutil's environ() then sees nothing)."""
     if _stat(pid)[0] == "Z":  # zombies (PID 1 here reaps lazily) have no environ
         return None
     try:
@@ -91,6 +92,12 @@ def _owner(pid: int, homes: set[str]) -> str | None:
         home = next((e[5:].decode(errors="replace") for e in env if e.startswith(b"HOME=")), None)
         if home is not None:
             return home if home in homes else None
+        # redis-server's process title overwrites its environ too; its working directory
+        # is its data dir, in the machine's HOME
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+        owner = next((h for h in homes if cwd == h or cwd.startswith(h + "/")), None)
+        if owner is not None:
+            return owner
         maps = Path(f"/proc/{pid}/maps").read_text(errors="replace")
     except OSError:
         return None
