@@ -378,6 +378,52 @@ function download(name, blob) {
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
+// --- syntax highlighting ------------------------------------------------------------------------
+// The language from the file's name (highlight.js's names); unknown ones stay plain text, and
+// so do files over HIGHLIGHT_MAX (highlighting them on every keystroke would lag).
+const LANGS = {
+  py: "python", js: "javascript", mjs: "javascript", cjs: "javascript", jsx: "javascript", ts: "typescript",
+  tsx: "typescript", json: "json", yaml: "yaml", yml: "yaml", md: "markdown", sh: "bash", bash: "bash",
+  zsh: "bash", go: "go", rs: "rust", java: "java", kt: "kotlin", c: "c", h: "c", cc: "cpp", cpp: "cpp",
+  cxx: "cpp", hpp: "cpp", cs: "csharp", html: "xml", htm: "xml", xml: "xml", svg: "xml", css: "css",
+  scss: "scss", less: "less", toml: "ini", ini: "ini", cfg: "ini", sql: "sql", rb: "ruby", php: "php",
+  lua: "lua", swift: "swift", r: "r", pl: "perl", diff: "diff", patch: "diff", graphql: "graphql",
+};
+const HIGHLIGHT_MAX = 200 * 1024;
+function languageOf(path) {
+  const name = path.split("/").pop();
+  if (name === "Makefile") return "makefile";
+  const ext = /\.([^.]+)$/.exec(name);
+  return (ext && LANGS[ext[1].toLowerCase()]) || null;
+}
+
+// The textarea, with transparent text (its caret and selection show), over a <pre> holding the
+// same text highlighted, kept in step as you type and scroll. The textarea alone is what you
+// edit, what assistive technology reads and what is saved; the <pre> is aria-hidden.
+function highlightedEditor(area, language) {
+  const code = h("code");
+  const pre = h("pre", { class: "hl", "aria-hidden": "true" }, code);
+  const box = h("div", { class: "code-box" }, pre, area);
+  area.setAttribute("wrap", "off");  // no wrapping: the two stay line for line
+  // the trailing newline: a <pre> does not show the empty last line a textarea does
+  let paint = (text) => { code.textContent = text + "\n"; };  // plain until highlight.js is here
+  const sync = () => { pre.scrollTop = area.scrollTop; pre.scrollLeft = area.scrollLeft; };
+  let queued = false;
+  area.addEventListener("input", () => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => { queued = false; paint(area.value); sync(); });
+  });
+  area.addEventListener("scroll", sync);
+  paint(area.value);
+  import("/ui/highlight.js").then(({ highlight }) => {
+    paint = (text) => { code.innerHTML = highlight(text, language) + "\n"; };
+    paint(area.value); sync();
+    box.dataset.highlighted = language;
+  }).catch(showError);
+  return box;
+}
+
 async function editor(ctx, path) {
   const panel = ctx.panels.Editor;
   const url = `${ctx.env}/filesystem/${encPath(path)}`;
@@ -396,6 +442,7 @@ async function editor(ctx, path) {
   let original = f.content;
   const area = h("textarea", { class: "editor", id: "editor", "aria-label": `Contents of ${path}`, spellcheck: "false", readonly: f.truncated || null });
   area.value = f.content;
+  const language = f.bytes <= HIGHLIGHT_MAX && !f.truncated ? languageOf(path) : null;
   const status = h("span", { role: "status", id: "save-status", class: "notice" });
   const conflict = h("div", { class: "conflict", role: "alert", hidden: true });
   const write = async () => {
@@ -422,7 +469,7 @@ async function editor(ctx, path) {
   area.addEventListener("keydown", (ev) => { if ((ev.ctrlKey || ev.metaKey) && ev.key === "s") { ev.preventDefault(); save(); } });
   panel.replaceChildren(head,
     f.truncated ? h("p", { class: "notice" }, "Too large to edit here: only the first MiB is shown.") : "",
-    conflict, area,
+    conflict, language ? highlightedEditor(area, language) : area,
     h("div", { class: "row" }, h("button", { type: "button", class: "primary", id: "save", disabled: f.truncated, onclick: save }, "Save"), status));
 }
 
@@ -560,9 +607,18 @@ function terminalsPanel(ctx) {
   const area = h("div");
   const running = h("ul", { class: "entries", "aria-label": "Running terminals" });
   const open = new Map();  // terminal id -> {tab, pane, view}
+  let current = null;  // the terminal shown
   // leaving the session detaches (the terminals keep running on the host)
   stopPolls.push(() => { for (const t of open.values()) t.view.dispose(); open.clear(); });
-  const show = (id) => { for (const [k, t] of open) { t.pane.hidden = k !== id; t.tab.setAttribute("aria-selected", String(k === id)); if (k === id) t.view.focus(); } };
+  const show = (id) => {
+    current = id; mover.hidden = !id;
+    for (const [k, t] of open) { t.pane.hidden = k !== id; t.tab.setAttribute("aria-selected", String(k === id)); if (k === id) t.view.focus(); }
+  };
+  const drop = (id) => {  // detach and remove its tab
+    const t = open.get(id);
+    t.view.dispose(); t.pane.remove(); t.tab.remove(); open.delete(id);
+    show([...open.keys()].pop() || null);
+  };
   const attach = guard(async (res) => {
     if (open.has(res.id)) return show(res.id);
     const { TerminalView } = await import("/ui/term.js");
@@ -573,8 +629,7 @@ function terminalsPanel(ctx) {
       token: token(),
       onclose: async () => {
         await api("DELETE", `${ctx.base}/resources/terminals/${encodeURIComponent(res.id)}`).catch((e) => { if (e.status !== 404) showError(e); });
-        tview.dispose(); pane.remove(); tab.remove(); open.delete(res.id); loadRunning();
-        const next = [...open.keys()].pop(); if (next) show(next);
+        drop(res.id); loadRunning();
       },
     });
     const tab = h("button", { role: "tab", type: "button", onclick: () => show(res.id) }, `${res.name} · ${res.metadata?.session_key || res.id}`);
@@ -594,12 +649,47 @@ function terminalsPanel(ctx) {
     await attach(res);
     await loadRunning();
   });
+
+  // Move the terminal shown to another of your sessions with a live runner (transfer): it
+  // keeps running there, and leaves this session.
+  const targets = h("select", { id: "move-target" });
+  const moved = h("span", { role: "status", id: "move-status", class: "notice" });
+  const moveButton = h("button", { type: "button", disabled: true, onclick: () => move() }, "Move");
+  const loadTargets = async () => {
+    const page = await get("/v1/sessions" + q({ limit: 100 }));
+    const others = page.data.filter((x) => x.id !== ctx.sid && x.status === "running");
+    const key = JSON.stringify(others.map((x) => [x.id, x.title]));
+    if (key === targets.dataset.key) return;  // unchanged: leave an open list alone
+    targets.dataset.key = key;
+    const keep = targets.value;
+    targets.replaceChildren(...(others.length ? others.map((x) => h("option", { value: x.id }, x.title || x.id))
+      : [h("option", { value: "" }, "(no other session with a runner)")]));
+    if (others.some((x) => x.id === keep)) targets.value = keep;
+    moveButton.disabled = !others.length;
+  };
+  targets.addEventListener("focus", () => loadTargets().catch(showError));
+  const move = guard(async () => {
+    const id = current, to = targets.value, title = targets.selectedOptions[0]?.textContent;
+    if (!id || !to) return;
+    moved.textContent = "";
+    await api("POST", `${ctx.base}/resources/terminals/${encodeURIComponent(id)}/transfer`, { target_session_id: to });
+    drop(id);
+    moved.replaceChildren(`Moved to `, h("a", { href: `#/session/${encodeURIComponent(to)}` }, title), `: it keeps running there.`);
+    await loadRunning();
+  });
+  const mover = h("div", { class: "row", hidden: true },
+    h("label", { for: "move-target" }, "Move to session…"), targets, moveButton);
+
   panel.append(
     h("div", { class: "row" }, declared.length ? declared.map((n) => h("button", { type: "button", class: "primary", onclick: () => launch(n) }, `Open ${n}`))
       : h("span", { class: "notice" }, "This session's agent declares no terminals.")),
-    h("h2", { class: "visually-hidden" }, "Running"), running, tabs, area);
+    h("h2", { class: "visually-hidden" }, "Running"), running, tabs, mover, moved, area);
   let loaded = false;
-  panel.onshow = () => { if (!loaded) { loaded = true; loadRunning().catch(showError); } for (const t of open.values()) if (!t.pane.hidden) t.view.fit(); };
+  panel.onshow = () => {
+    if (!loaded) { loaded = true; loadRunning().catch(showError); }
+    loadTargets().catch(showError);
+    for (const t of open.values()) if (!t.pane.hidden) t.view.fit();
+  };
 }
 
 // --- start ---------------------------------------------------------------------------------------

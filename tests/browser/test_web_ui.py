@@ -1,9 +1,10 @@
 """The web UI in a real browser (headless Chromium) against a real server and runner:
 sign in (token URL and pasted token), hosts live, the workspace picker, launching a
 session, the file tree (mouse and keyboard), opening, editing and saving files (and a
-conflict), changes and diffs, search, a shell command, uploads and downloads, a terminal
-(echo, resize, read-only, re-attach with scrollback), deleting the session; and the page's
-weight and time to interactive. The tests run in order on one page, as a person would.
+conflict; with syntax highlighting), changes and diffs, search, a shell command, uploads
+and downloads, a terminal (echo, resize, read-only, re-attach with scrollback) and moving
+one to another session, deleting the session; and the page's weight and time to
+interactive. The tests run in order on one page, as a person would.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def page(ui):
     expect.set_options(timeout=T)
     context = ui.browser.new_context(viewport={"width": 1280, "height": 860})
     page = context.new_page()
+    # the page lives through the module: room for all its resource timings (250 by default)
+    page.add_init_script("performance.setResourceTimingBufferSize(100000)")
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     yield page
@@ -91,6 +94,8 @@ def test_token_url_signs_in_shows_the_host_and_fits_the_budget(ui, page):
     )
     assert m["total"] <= WEIGHT_BUDGET, m
     assert m["ready"] <= TTI_BUDGET_MS, m
+    # highlight.js and xterm.js come later, with the first file or terminal opened
+    assert not [u for u, _ in m["files"] if "/ui/vendor/" in u or "/ui/highlight.js" in u], m
     ui.shot(page, "01-hosts-and-sessions")
 
 
@@ -210,6 +215,56 @@ def test_tree_keyboard(ui, page):
     expect(group.get_by_role("treeitem", name="f249")).to_be_visible()
     lots.locator(".label").first.click()
     expect(lots).to_have_attribute("aria-expanded", "false")
+
+
+SHAPES = (
+    'def area(r: float) -> float:\n    """A circle\'s area."""\n'
+    "    return 3.14159 * r**2  # π\tr²\n"
+)
+
+
+def test_highlighted_editor_saves_the_exact_text(ui, page):
+    (ui.workspace / "src" / "shapes.py").write_text(SHAPES)
+    page.get_by_role("button", name="Refresh files").click()
+    tree = page.get_by_role("tree", name="Workspace files")
+    tree.get_by_role("treeitem", name="src").locator(".label").click()
+    tree.get_by_role("treeitem", name="shapes.py").locator(".label").click()
+    editor = page.get_by_label("Contents of src/shapes.py")
+    expect(editor).to_have_value(SHAPES)
+    # highlight.js arrived now, with the file: keywords, strings, comments as tokens
+    box = page.locator(".code-box[data-highlighted='python']")
+    expect(box.locator(".hljs-keyword").first).to_have_text("def")
+    expect(box.locator(".hljs-string")).to_contain_text('"""A circle\'s area."""')
+    expect(box.locator(".hljs-comment")).to_contain_text("# π")
+    code = page.evaluate(
+        """() => performance.getEntriesByType('resource')
+             .filter((r) => /\\/ui\\/(highlight\\.js|vendor\\/highlight\\/)/.test(r.name))
+             .map((r) => [new URL(r.name).pathname, r.transferSize])"""
+    )
+    assert {p for p, _ in code} == {
+        "/ui/highlight.js",
+        "/ui/vendor/highlight/highlight.min.js",
+        "/ui/vendor/highlight/github.min.css",
+    }, code
+    print(f"\nhighlighting loaded with the first file: {sum(n for _, n in code)} bytes")
+    # typing: the highlighted copy follows, line for line; the textarea is what is saved
+    editor.click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\n\nclass Shape:\n    sides = 0\n")
+    expected = SHAPES + "\n\nclass Shape:\n    sides = 0\n"
+    expect(editor).to_have_value(expected)
+    expect(box.locator(".hljs-keyword", has_text="class")).to_have_count(1)
+    page.wait_for_function(
+        "(t) => document.querySelector('.code-box pre code').textContent === t", arg=expected + "\n"
+    )
+    ui.shot(page, "11-editor-highlighted")
+    page.keyboard.press("Control+s")
+    expect(page.locator("#save-status")).to_contain_text("Saved")
+    assert (ui.workspace / "src" / "shapes.py").read_bytes() == expected.encode()
+    # an unknown kind of file is plain text: no highlighted copy
+    tree.get_by_role("treeitem", name="hello.txt").locator(".label").click()
+    expect(page.get_by_label("Contents of hello.txt")).to_be_visible()
+    expect(page.locator(".code-box")).to_have_count(0)
 
 
 def test_shell_then_changes_and_diff(ui, page):
@@ -375,6 +430,74 @@ def test_terminal_echo_resize_readonly_reattach(ui, page):
     expect(page.get_by_role("list", name="Running terminals")).to_contain_text(
         "No terminals running."
     )
+
+
+def test_terminal_moves_to_another_session(ui, page):
+    first = page.url
+    with ui.server.client(ui.server.token) as c:
+        r = c.post(
+            "/v1/sessions",
+            json={
+                "title": "second session",
+                "agent": {"name": "web", "terminals": {"shell": {"command": "bash"}}},
+                "host_id": ui.server.host_id,
+                "workspace": str(ui.workspace.parent),
+            },
+        )
+        assert r.status_code == 201, r.text
+        second = r.json()["id"]
+        deadline = time.monotonic() + 60
+        while c.get(f"/v1/sessions/{second}").json()["status"] != "running":
+            assert time.monotonic() < deadline, "the second session's runner did not start"
+            time.sleep(0.2)
+        try:
+            page.get_by_role("tab", name="Terminals").click()
+            page.get_by_role("button", name="Open shell").click()
+            pane = page.locator(".term-pane:not([hidden])")
+            expect(pane.locator(".term")).to_have_attribute("data-attached", "1")
+            pane.locator(".xterm").click()
+            page.keyboard.type("echo before-$((3*3))\n")
+            _wait_screen(page, r"(?m)^before-9")
+            tabs = page.get_by_role("tablist", name="Open terminals").get_by_role("tab")
+            key = tabs.first.inner_text().split(" · ")[1]
+            target = page.get_by_label("Move to session…")
+            expect(target.locator("option", has_text="second session")).to_have_count(1)
+            expect(target.locator("option", has_text="browser test")).to_have_count(0)
+            target.select_option(label="second session")
+            # refused: the second session already has a terminal of that name and key
+            clash = c.post(
+                f"/v1/sessions/{second}/resources/terminals",
+                json={"terminal": "shell", "session_key": key},
+            )
+            assert clash.status_code == 201, clash.text
+            page.get_by_role("button", name="Move", exact=True).click()
+            expect(page.locator("#error")).to_contain_text(f"session {second} already has")
+            expect(tabs).to_have_count(1)
+            page.get_by_role("button", name="Dismiss error").click()
+            c.delete(f"/v1/sessions/{second}/resources/terminals/{clash.json()['id']}")
+            # moved: the tab leaves this session, the terminal runs on in the other
+            page.get_by_role("button", name="Move", exact=True).click()
+            expect(page.locator("#move-status")).to_contain_text("Moved to second session")
+            expect(tabs).to_have_count(0)
+            running = page.get_by_role("list", name="Running terminals")
+            expect(running).to_contain_text("No terminals running.")
+            page.locator("#move-status").get_by_role("link", name="second session").click()
+            expect(page.get_by_role("heading", name="second session")).to_be_visible()
+            page.get_by_role("tab", name="Terminals").click()
+            expect(running).to_contain_text(key)
+            running.get_by_role("button", name="Attach").click()
+            pane = page.locator(".term-pane:not([hidden])")
+            expect(pane.locator(".term")).to_have_attribute("data-attached", "1")
+            _wait_screen(page, r"(?m)^before-9")  # the same shell: its scrollback
+            pane.locator(".xterm").click()
+            page.keyboard.type("echo after-$((5*5))\n")
+            _wait_screen(page, r"(?m)^after-25")
+            ui.shot(page, "12-terminal-moved")
+            pane.get_by_role("button", name="Close terminal").click()
+            expect(running).to_contain_text("No terminals running.")
+        finally:
+            page.goto(first)
+            c.delete(f"/v1/sessions/{second}")
 
 
 def test_sessions_list_and_delete(ui, page):

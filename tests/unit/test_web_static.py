@@ -45,6 +45,9 @@ def test_index_without_a_token(client):
         ("/ui/vendor/xterm.mjs", "text/javascript; charset=utf-8"),
         ("/ui/vendor/addon-fit.mjs", "text/javascript; charset=utf-8"),
         ("/ui/vendor/xterm.css", "text/css; charset=utf-8"),
+        ("/ui/highlight.js", "text/javascript; charset=utf-8"),
+        ("/ui/vendor/highlight/highlight.min.js", "text/javascript; charset=utf-8"),
+        ("/ui/vendor/highlight/github.min.css", "text/css; charset=utf-8"),
     ],
 )
 def test_assets(client, path, ctype):
@@ -66,6 +69,7 @@ def test_assets(client, path, ctype):
         "/ui/%2e%2e/api/app.py",
         "/ui/..%2f..%2fserver.py",
         "/ui/vendor/LICENSE.xterm",  # no served type: not served
+        "/ui/vendor/highlight/LICENSE",
         "/ui/",
     ],
 )
