@@ -77,8 +77,9 @@ class Settings(BaseSettings):
     # minute up to `high`. 0 and 0: none (each launch starts its runner).
     runner_pool_low: int = Field(1, ge=0, le=64)
     runner_pool_high: int = Field(2, ge=0, le=64)
-    # API replicas (Serve replicas on the head, sharing the port). 0: one per CPU of the
-    # head, at most 8.
+    # API replicas (Serve replicas on the head, sharing the port). 0: one per two CPUs of
+    # the head, at least 1 and at most 8 (the head's other processes need the rest:
+    # bench/bench_load.py measured 2 replicas on 2 cores at ~0.8x the throughput of 1).
     api_replicas: int = Field(0, ge=0, le=64)
     # How long the API trusts a token it has already checked (0: checked every time).
     token_cache_s: float = Field(30.0, ge=0, allow_inf_nan=False)
@@ -142,7 +143,7 @@ class Settings(BaseSettings):
 
     def replicas_here(self) -> int:
         """The number of API replicas, on the machine this runs on (the head)."""
-        return self.api_replicas or min(os.cpu_count() or 1, 8)
+        return self.api_replicas or max(1, min((os.cpu_count() or 1) // 2, 8))
 
     def to_dict(self) -> dict:
         """Every field, for `Settings(**d)` on the other side of a Ray call."""
