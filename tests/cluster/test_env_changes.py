@@ -326,6 +326,10 @@ def diffs(world):
         },
     )
     sid = launched(world.alice, world.host_a, ws)
+    # A command through the runner waits until the baseline has the files' bytes (taken
+    # in the background after the launch): only then do edits made behind the runner's
+    # back have a `before` (an edit before that is listed with `before: null`, by design)
+    _shell(world.alice, sid, "true")
     put_files(
         ws,
         {
