@@ -59,17 +59,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_hosts import REF_BIN, all_procs, fix_token, kill_group, log, proc_tree  # noqa: E402
 from bench_hosts import start_reference as start_ref  # noqa: E402
+from bench_sessions import AGENT, REF_AGENT  # noqa: E402
 
 from tests.procs import Server  # noqa: E402
 
-AGENT = {"name": "bench", "terminals": {"shell": {"command": "bash", "args": ["--norc"]}}}
-REF_AGENT = """spec_version: 1
-name: bench-agent
-executor: {type: omnigent, model: m, config: {harness: open-responses}}
-prompt: bench
-os_env: {type: caller_process, cwd: ., sandbox: {type: none}}
-terminals: {shell: {command: bash, args: [--norc, --noprofile]}}
-"""
 WARMUP = 50
 TICK = os.sysconf("SC_CLK_TCK")
 

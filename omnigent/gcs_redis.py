@@ -178,7 +178,7 @@ def running_pid(redis: GcsRedis) -> int | None:
             argv0 = f.read().split(b"\0")[0]
     except (OSError, ValueError):
         return None
-    return pid if argv0.endswith(b"redis-server") or b"redis-server" in argv0 else None
+    return pid if b"redis-server" in argv0 else None
 
 
 def start(redis: GcsRedis, timeout: float = 30) -> int:

@@ -37,13 +37,6 @@ OLD = 1_500_000_000
 
 
 @pytest.fixture
-def root(tmp_path):
-    r = os.path.realpath(tmp_path / "ws")
-    os.mkdir(r)
-    return r
-
-
-@pytest.fixture
 def store_dir(tmp_path):
     return str(tmp_path / "baselines" / "ns" / "conv_0123456789abcdef")
 

@@ -32,13 +32,6 @@ def _inotify_fds() -> int:
 
 
 @pytest.fixture
-def root(tmp_path):
-    r = os.path.realpath(tmp_path / "ws")
-    os.mkdir(r)
-    return r
-
-
-@pytest.fixture
 def tracker(tmp_path, root):
     """A factory: tracker(**kw) -> a started ChangeTracker on `root`; all are closed."""
     made = []

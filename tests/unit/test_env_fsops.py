@@ -17,13 +17,6 @@ ENTRY = "session.environment.filesystem.entry"
 
 
 @pytest.fixture
-def root(tmp_path):
-    r = os.path.realpath(tmp_path / "ws")
-    os.mkdir(r)
-    return r
-
-
-@pytest.fixture
 def outside(tmp_path):
     o = os.path.realpath(tmp_path / "outside")
     os.mkdir(o)
